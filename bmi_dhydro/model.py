@@ -1,0 +1,327 @@
+"""DeltaModel: parameter provider (network or fixed values) + HBV physics + routing over an explicit state.
+
+The one code path used by inference, the BMI and training::
+
+    state = model.initial_state(n_units)
+    state, out = model.advance(state, forcing_step, attributes)   # one step   (BMI)
+    state, out = model.unroll(state, forcings, attributes)        # a sequence (training, batch runs)
+
+``forcing_step`` is ``(n_units, 3)`` and ``forcings`` ``(time, n_units, 3)`` holding, in order, precipitation
+(mm per model step), mean air temperature (°C) and PET (mm per model step).  ``attributes`` is
+``(n_units, n_attributes)`` in physical units, or a :class:`Prepared` context from :meth:`DeltaModel.prepare`
+(which caches the static parameters, so per-step calls skip the MLP).  Warm-up is explicit: run
+:meth:`DeltaModel.warmup` (``unroll`` without gradients) and start from the state it returns.
+
+Outputs are component means (over ``nmul``), each ``(n_units,)`` per step (``(time, n_units)`` from unroll),
+in mm per step for fluxes and mm for stores:
+
+``runoff`` (routed), ``runoff_unrouted``, ``et``, ``leak``, ``precip``, ``pet``, ``snowpack``, ``meltwater``,
+``swe`` (snowpack + meltwater), ``sm``, ``suz``, ``slz``, ``routing_store`` (water in flight in the unit
+hydrograph) and ``storage`` (all stores + routing_store).  Per unit and step,
+``Δstorage == precip − et − runoff + leak``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from torch import nn
+
+from . import physics
+from .nn import ROUTE_NAMES, FixedParameters, NeuralParameters
+
+FORCING_NAMES = ("prcp", "tmean", "pet")
+FORCING_UNITS = ("mm step-1", "degC", "mm step-1")
+OUTPUT_NAMES = (
+    "runoff",
+    "runoff_unrouted",
+    "et",
+    "leak",
+    "precip",
+    "pet",
+    "snowpack",
+    "meltwater",
+    "swe",
+    "sm",
+    "suz",
+    "slz",
+    "routing_store",
+    "storage",
+)
+
+
+class ModelConfig(BaseModel):
+    """Model structure; stored in every checkpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variant: Literal["hbv1.0", "hbv1.1p"] = "hbv1.0"
+    nmul: int = Field(16, ge=1, le=256)
+    dt_days: float = Field(1.0, gt=0.0, le=1.0)
+    dynamic_params: list[str] | None = None
+    routing: bool = True
+    lstm_hidden: int = Field(64, ge=1, le=512)
+    mlp_hidden: int = Field(128, ge=1, le=1024)
+    mlp_layers: int = Field(2, ge=1, le=6)
+    attributes: list[str] = Field(default_factory=list)
+    attribute_units: list[str] = Field(default_factory=list)
+    forcings: list[str] = Field(default_factory=lambda: list(FORCING_NAMES))
+    forcing_units: list[str] = Field(default_factory=lambda: list(FORCING_UNITS))
+    pet_method: Literal["hamon", "hargreaves", "priestley_taylor", "input"] = "hamon"
+
+    @field_validator("dynamic_params")
+    @classmethod
+    def _known_dynamic(cls, v):
+        if v is None:
+            return v
+        bad = [p for p in v if p not in physics.PARAM_BOUNDS]
+        if bad:
+            raise ValueError(f"dynamic_params: unknown parameter names {bad}; expected among {list(physics.PARAM_BOUNDS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if len(self.attribute_units) not in (0, len(self.attributes)):
+            raise ValueError(
+                f"attribute_units: expected {len(self.attributes)} units (one per attribute), got {len(self.attribute_units)}"
+            )
+        if list(self.forcings) != list(FORCING_NAMES):
+            raise ValueError(f"forcings: expected {list(FORCING_NAMES)}, got {self.forcings}")
+        return self
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return physics.VARIANT_PARAMS[self.variant]
+
+    @property
+    def dynamic(self) -> tuple[str, ...]:
+        if self.dynamic_params is None:
+            return physics.DEFAULT_DYNAMIC[self.variant]
+        return tuple(self.dynamic_params)
+
+    @property
+    def capillary(self) -> bool:
+        return self.variant == "hbv1.1p"
+
+
+class ModelState(NamedTuple):
+    """Everything needed to continue a run: HBV stores, LSTM state and the routing buffer."""
+
+    hbv: physics.HbvState  # each (n, nmul)
+    h: torch.Tensor  # (n, lstm_hidden) or (n, 0)
+    c: torch.Tensor
+    route_buffer: torch.Tensor  # (n, L) past unrouted runoff, newest last; (n, 0) without routing
+
+    def detach(self) -> "ModelState":
+        return ModelState(
+            physics.HbvState(*(s.detach() for s in self.hbv)), self.h.detach(), self.c.detach(), self.route_buffer.detach()
+        )
+
+    def select(self, index) -> "ModelState":
+        """The state of a subset of units (index over the first axis)."""
+        return ModelState(
+            physics.HbvState(*(s[index] for s in self.hbv)), self.h[index], self.c[index], self.route_buffer[index]
+        )
+
+
+class Prepared(NamedTuple):
+    """Per-unit quantities that do not change in time (computed once by :meth:`DeltaModel.prepare`)."""
+
+    attrs_norm: torch.Tensor
+    static: dict  # name -> (n, nmul), already scaled to the step
+    route: dict  # name -> (n,)
+    uh: torch.Tensor | None  # (n, L) unit hydrograph or None
+
+
+class DeltaModel(nn.Module):
+    """Differentiable HBV driven by a parameter provider."""
+
+    def __init__(self, config: ModelConfig, provider: nn.Module | None = None):
+        super().__init__()
+        self.config = config
+        if provider is None:
+            provider = NeuralParameters(
+                n_attributes=len(config.attributes),
+                n_forcings=len(config.forcings),
+                param_names=config.param_names,
+                dynamic=config.dynamic,
+                nmul=config.nmul,
+                lstm_hidden=config.lstm_hidden,
+                mlp_hidden=config.mlp_hidden,
+                mlp_layers=config.mlp_layers,
+            )
+        self.provider = provider
+        self.uh_len = physics.uh_length(config.dt_days) if config.routing else 0
+
+    # -- construction helpers ------------------------------------------------------------------------------------
+    @classmethod
+    def fixed(
+        cls, parameters: dict, variant: str = "hbv1.0", routing: bool = True, dt_days: float = 1.0, pet_method: str = "hamon"
+    ) -> "DeltaModel":
+        """Classic HBV with given parameters (scalars or one value per unit), nmul 1, in float64."""
+        names = physics.VARIANT_PARAMS[variant]
+        allowed = set(names) | set(ROUTE_NAMES)
+        unknown = sorted(set(parameters) - allowed)
+        if unknown:
+            raise ValueError(f"parameters: unknown names {unknown}; expected among {sorted(allowed)}")
+        values = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in parameters.items()}
+        physics.check_bounds(values)
+        for rname in ROUTE_NAMES:
+            if routing and rname not in values:
+                raise ValueError(f"parameters: routing is on, so {rname} is required")
+            if rname in values:
+                lo, hi = physics.ROUTE_BOUNDS[rname]
+                v = values[rname]
+                if bool((v < lo).any()) or bool((v > hi).any()):
+                    raise ValueError(f"parameter {rname}: expected values in [{lo}, {hi}], got min {float(v.min())} max {float(v.max())}")
+        cfg = ModelConfig(variant=variant, nmul=1, dt_days=dt_days, dynamic_params=[], routing=routing, pet_method=pet_method)
+        return cls(cfg, FixedParameters(values, names)).double()
+
+    @property
+    def is_fixed(self) -> bool:
+        return isinstance(self.provider, FixedParameters)
+
+    def _dtype_device(self):
+        for b in self.buffers():
+            return b.dtype, b.device
+        return torch.float32, torch.device("cpu")
+
+    # -- state -----------------------------------------------------------------------------------------------------
+    def initial_state(self, n_units: int, dtype=None, device=None) -> ModelState:
+        d0, dev0 = self._dtype_device()
+        dtype = dtype or d0
+        device = device or dev0
+        hbv = physics.initial_state(n_units, self.provider.nmul, dtype=dtype, device=device)
+        hs = self.provider.lstm_state_size()
+        h = torch.zeros(n_units, hs, dtype=dtype, device=device)
+        return ModelState(hbv, h, h.clone(), torch.zeros(n_units, self.uh_len, dtype=dtype, device=device))
+
+    # -- parameters ------------------------------------------------------------------------------------------------
+    def prepare(self, attributes) -> Prepared:
+        if isinstance(attributes, Prepared):
+            return attributes
+        static, route, attrs_norm = self.provider.static_parameters(attributes)
+        static = physics.scale_rates(static, self.config.dt_days)
+        uh = None
+        if self.config.routing:
+            uh = physics.gamma_uh(route["route_a"], route["route_b"], self.uh_len, self.config.dt_days)
+        return Prepared(attrs_norm, static, route, uh)
+
+    def physical_parameters(self, attributes, forcings=None, state: ModelState | None = None) -> dict:
+        """Per-day physical parameters (n, nmul) for inspection; dynamic ones at the last step of ``forcings``."""
+        static, route, attrs_norm = self.provider.static_parameters(attributes)
+        out = dict(static)
+        out.update({k: v.unsqueeze(-1) for k, v in route.items()})
+        if self.provider.dynamic and forcings is not None:
+            st = state or self.initial_state(attributes.shape[0])
+            dyn, _, _ = self.provider.dynamic_sequence(forcings, attrs_norm, st.h, st.c)
+            out.update({k: v[-1] for k, v in dyn.items()})
+        return out
+
+    # -- stepping --------------------------------------------------------------------------------------------------
+    def _physics(self, hbv, forcing_t, params):
+        return physics.step(
+            hbv, forcing_t[:, 0], forcing_t[:, 1], forcing_t[:, 2], params, capillary=self.config.capillary
+        )
+
+    def _outputs(self, hbv, fluxes, forcing_t, routed, buffer, uh):
+        nm = lambda x: x.mean(-1)  # noqa: E731  component mean
+        stores = {n: nm(getattr(hbv, n)) for n in physics.STATE_NAMES}
+        rstore = physics.in_flight(uh, buffer) if uh is not None else torch.zeros_like(routed)
+        out = {
+            "runoff": routed,
+            "runoff_unrouted": nm(fluxes.q),
+            "et": nm(fluxes.et),
+            "leak": nm(fluxes.leak),
+            "precip": forcing_t[:, 0],
+            "pet": forcing_t[:, 2],
+            **stores,
+            "swe": stores["snowpack"] + stores["meltwater"],
+            "routing_store": rstore,
+        }
+        out["storage"] = sum(stores[n] for n in physics.STATE_NAMES) + rstore
+        return out
+
+    def advance(self, state: ModelState, forcing_step: torch.Tensor, attributes) -> tuple[ModelState, dict]:
+        """One model step.  ``forcing_step`` (n, 3)."""
+        prep = self.prepare(attributes)
+        dyn, h, c = self.provider.dynamic_step(forcing_step, prep.attrs_norm, state.h, state.c)
+        params = dict(prep.static)
+        if dyn:
+            params.update(physics.scale_rates(dyn, self.config.dt_days))
+        hbv, fluxes = self._physics(state.hbv, forcing_step, params)
+        dyn_mean = {f"param_{k}": v.mean(-1) for k, v in dyn.items()}  # per-day values, component mean
+        q = fluxes.q.mean(-1)
+        if prep.uh is not None:
+            routed, buffer = physics.route_step(q, prep.uh, state.route_buffer)
+        else:
+            routed, buffer = q, state.route_buffer
+        out = self._outputs(hbv, fluxes, forcing_step, routed, buffer, prep.uh)
+        out.update(dyn_mean)
+        return ModelState(hbv, h, c, buffer), out
+
+    def unroll(self, state: ModelState, forcings: torch.Tensor, attributes, outputs=OUTPUT_NAMES) -> tuple[ModelState, dict]:
+        """A sequence of steps.  ``forcings`` (T, n, 3); returns outputs stacked to (T, n)."""
+        prep = self.prepare(attributes)
+        dyn, h, c = self.provider.dynamic_sequence(forcings, prep.attrs_norm, state.h, state.c)
+        if dyn:
+            dyn = physics.scale_rates(dyn, self.config.dt_days)
+        hbv = state.hbv
+        qs, collected = [], {k: [] for k in outputs}
+        buffer = state.route_buffer
+        need_stores = any(k not in ("runoff", "runoff_unrouted") for k in outputs)
+        for t in range(forcings.shape[0]):
+            params = dict(prep.static)
+            for k, v in dyn.items():
+                params[k] = v[t]
+            hbv, fluxes = self._physics(hbv, forcings[t], params)
+            q = fluxes.q.mean(-1)
+            qs.append(q)
+            if need_stores:
+                # routing store needs the buffer at t: computed after routing below for exactness
+                collected_t = self._outputs(hbv, fluxes, forcings[t], q, buffer, None)
+                for k in outputs:
+                    if k not in ("runoff", "routing_store", "storage"):
+                        collected[k].append(collected_t[k])
+                if "storage" in outputs or "routing_store" in outputs:
+                    collected.setdefault("_stores", []).append(collected_t["storage"])
+        q_seq = torch.stack(qs)
+        if prep.uh is not None:
+            routed, buffer = physics.route_sequence(q_seq, prep.uh, buffer)
+        else:
+            routed = q_seq
+        out = {}
+        for k in outputs:
+            if k == "runoff":
+                out[k] = routed
+            elif k == "runoff_unrouted":
+                out[k] = q_seq
+            elif k in ("routing_store", "storage"):
+                continue
+            else:
+                out[k] = torch.stack(collected[k])
+        if "routing_store" in outputs or "storage" in outputs:
+            rstore = self._routing_store_sequence(q_seq, prep.uh, state.route_buffer)
+            if "routing_store" in outputs:
+                out["routing_store"] = rstore
+            if "storage" in outputs:
+                out["storage"] = torch.stack(collected["_stores"]) + rstore
+        return ModelState(hbv, h, c, buffer), out
+
+    def _routing_store_sequence(self, q_seq, uh, buffer0):
+        if uh is None:
+            return torch.zeros_like(q_seq)
+        # the buffer after step t is the last L entries of [buffer0, q_0..q_t]
+        hist = torch.cat([buffer0, q_seq.transpose(0, 1)], dim=1)
+        windows = hist.unfold(1, uh.shape[-1], 1)[:, 1:, :]  # (n, T, L) newest last
+        remaining = uh.flip(-1).cumsum(-1).flip(-1)
+        tail = torch.cat([remaining[:, 1:], remaining.new_zeros(remaining.shape[0], 1)], dim=-1)
+        return (windows.flip(-1) * tail.unsqueeze(1)).sum(-1).transpose(0, 1)
+
+    @torch.no_grad()
+    def warmup(self, state: ModelState, forcings: torch.Tensor, attributes) -> ModelState:
+        """Run ``forcings`` without gradients and return the detached end state (explicit spin-up)."""
+        st, _ = self.unroll(state, forcings, attributes, outputs=("runoff",))
+        return st.detach()

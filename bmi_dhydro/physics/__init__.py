@@ -1,0 +1,53 @@
+"""Pure torch physics kernels: HBV, gamma unit-hydrograph routing and PET.  No config, no I/O."""
+
+from .hbv import (
+    DEFAULT_DYNAMIC,
+    INITIAL_STORE_MM,
+    PARAM_BOUNDS,
+    PARAM_UNITS,
+    SM_FLOOR,
+    STATE_NAMES,
+    VARIANT_PARAMS,
+    HbvFluxes,
+    HbvState,
+    check_bounds,
+    descale,
+    initial_state,
+    scale_rates,
+    step,
+)
+from .pet import PET_METHODS, hamon, hargreaves, priestley_taylor
+from .routing import ROUTE_BOUNDS, ROUTE_UNITS, gamma_uh, in_flight, route_sequence, route_step, uh_length
+
+ALL_BOUNDS = {**PARAM_BOUNDS, **ROUTE_BOUNDS}
+ALL_UNITS = {**PARAM_UNITS, **ROUTE_UNITS}
+
+__all__ = [
+    "ALL_BOUNDS",
+    "ALL_UNITS",
+    "DEFAULT_DYNAMIC",
+    "INITIAL_STORE_MM",
+    "PARAM_BOUNDS",
+    "PARAM_UNITS",
+    "PET_METHODS",
+    "ROUTE_BOUNDS",
+    "ROUTE_UNITS",
+    "SM_FLOOR",
+    "STATE_NAMES",
+    "VARIANT_PARAMS",
+    "HbvFluxes",
+    "HbvState",
+    "check_bounds",
+    "descale",
+    "gamma_uh",
+    "hamon",
+    "hargreaves",
+    "in_flight",
+    "initial_state",
+    "priestley_taylor",
+    "route_sequence",
+    "route_step",
+    "scale_rates",
+    "step",
+    "uh_length",
+]
