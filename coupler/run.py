@@ -1,0 +1,404 @@
+"""Drive BMI components together from a coupling spec (``dhydro run COUPLING.yaml``).
+
+Per coupler step [t, t + dt):
+
+1. every pure source component (one that receives nothing) is sampled at each of its own steps inside the
+   interval and advanced; ``time: mean`` averages those samples, ``time: hold`` keeps the latest (a source
+   with a longer step than the coupler is held);
+2. components that receive inputs run in dependency order: their connections are regridded (ESMF-format
+   weights, rows ordered as the destination's units), unit-converted (pint) and ``set_value``-d, constants are
+   set, and the component is advanced with ``update_until(t + dt)``;
+3. the output component's variables are buffered and appended to a CF NetCDF every ``flush_every`` steps
+   (unlimited time dimension, synced to disk), so a crash loses nothing already written.
+
+With an MPI communicator of more than one rank the destination units are partitioned (``coupler.partition``),
+every rank runs its own components over its units with only its rows of the weights, and rank 0 writes the
+gathered output in the original unit order (see :mod:`coupler.mpirun`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from .spec import CouplingSpec, load_spec, split_ref
+from .unitconv import converter
+
+#: python_type → (module, class) for the components this project ships; any other "package.module.Class"
+#: is imported by name (that is how a foreign BMI model is swapped in).
+KNOWN_COMPONENTS = {
+    "bmi_dhydro.BmiDeltaModel": ("bmi_dhydro.bmi", "BmiDeltaModel"),
+    "bmi_dhydro.bmi.BmiDeltaModel": ("bmi_dhydro.bmi", "BmiDeltaModel"),
+    "coupler.components.gridded_forcing.GriddedForcingBmi": ("coupler.components.gridded_forcing", "GriddedForcingBmi"),
+    "coupler.catchment_forcing.CatchmentForcingBmi": ("coupler.catchment_forcing", "CatchmentForcingBmi"),
+}
+
+
+def load_component_class(python_type: str):
+    if python_type in KNOWN_COMPONENTS:
+        mod, cls = KNOWN_COMPONENTS[python_type]
+    else:
+        sep = ":" if ":" in python_type else "."
+        if sep not in python_type:
+            raise ValueError(f"python_type: expected 'package.module.Class', got {python_type!r}")
+        mod, cls = python_type.rsplit(sep, 1)
+    try:
+        return getattr(importlib.import_module(mod), cls)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"python_type {python_type!r}: cannot import {cls} from {mod}: {exc}") from exc
+
+
+def unit_ids(comp) -> list[str] | None:
+    units = getattr(comp, "units", None)
+    return list(units.ids) if units is not None and hasattr(units, "ids") else None
+
+
+class RegridLink:
+    """Weights restricted and ordered to a destination's units; applies on flat source arrays."""
+
+    def __init__(self, weights, dst_ids: list[str] | None, src_size: int, dst_size: int, where: str,
+                 global_ids: list[str] | None = None):
+        if weights.n_a != src_size:
+            raise ValueError(f"{where}: the weights map {weights.n_a} source cells but the source variable has {src_size}")
+        wid = getattr(weights, "dst_ids", None)
+        m = weights.matrix.tocsr()
+        if wid is not None and dst_ids is not None:
+            pos = {str(i): k for k, i in enumerate(wid)}
+            missing = [u for u in dst_ids if u not in pos]
+            if missing:
+                raise ValueError(f"{where}: destination units {missing[:5]} are not in the weight file's destinations")
+            m = m[[pos[u] for u in dst_ids]]
+        elif global_ids is not None and dst_ids is not None and weights.n_b == len(global_ids) and dst_size < weights.n_b:
+            pos = {u: k for k, u in enumerate(global_ids)}  # this rank's rows of positional weights
+            m = m[[pos[u] for u in dst_ids]]
+        elif weights.n_b != dst_size:
+            raise ValueError(f"{where}: the weights map to {weights.n_b} destinations but the destination has {dst_size} units")
+        self.matrix = m
+        self.where = where
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        v = np.asarray(values, dtype="float64").reshape(-1)
+        ok = np.isfinite(v)
+        if ok.all():
+            return self.matrix @ v
+        # missing source values: renormalise over the valid ones
+        num = self.matrix @ np.where(ok, v, 0.0)
+        den = self.matrix @ ok.astype("float64")
+        full = self.matrix @ np.ones_like(v)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.where(den > 0, num * full / den, np.nan)
+        return out
+
+
+def build_weights(conn, where: str, progress: bool):
+    from .regrid import generate_weights, read_weights
+
+    if conn.weights:
+        return read_weights(conn.weights)
+    src_kwargs = {"var": conn.source_grid_var} if conn.source_grid_var else None
+    dst_kwargs = {"id_field": conn.destination_id_field} if conn.destination_id_field else None
+    w = generate_weights(conn.source_grid, conn.destination_polygons, conn.method, norm_type=conn.norm_type,
+                         unmapped=conn.unmapped, progress=progress, src_kwargs=src_kwargs, dst_kwargs=dst_kwargs)
+    if conn.save_weights:
+        Path(conn.save_weights).parent.mkdir(parents=True, exist_ok=True)
+        w.to_netcdf(conn.save_weights)
+    return w
+
+
+class NetcdfAppender:
+    """CF time series written in chunks along an unlimited time dimension; each flush is synced."""
+
+    def __init__(self, path, ids, lon, lat, variables: dict, start, attrs: dict):
+        import netCDF4
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.nc = netCDF4.Dataset(self.path, "w")
+        nc = self.nc
+        nc.setncatts({"Conventions": "CF-1.8", "featureType": "timeSeries", "source": "bmi-dhydro coupler", **attrs})
+        nc.createDimension("time", None)
+        nc.createDimension("unit", len(ids))
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units = f"seconds since {start:%Y-%m-%d %H:%M:%S}"
+        t.standard_name = "time"
+        t.calendar = "standard"
+        uid = nc.createVariable("unit_id", str, ("unit",))
+        uid.cf_role = "timeseries_id"
+        for i, u in enumerate(ids):
+            uid[i] = str(u)
+        for name, vals, std in (("lon", lon, "longitude"), ("lat", lat, "latitude")):
+            if vals is not None:
+                v = nc.createVariable(name, "f8", ("unit",))
+                v[:] = vals
+                v.standard_name = std
+                v.units = "degrees_east" if name == "lon" else "degrees_north"
+        self.vars = {}
+        for name, units in variables.items():
+            v = nc.createVariable(name, "f8", ("time", "unit"), zlib=True, complevel=4, fill_value=np.nan)
+            v.units = units
+            v.coordinates = "lat lon"
+            self.vars[name] = v
+        self.n = 0
+        self.buffer: list[tuple[float, dict]] = []
+
+    def add(self, t: float, values: dict) -> None:
+        self.buffer.append((t, {k: np.array(v, dtype="float64") for k, v in values.items()}))
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        k = len(self.buffer)
+        sl = slice(self.n, self.n + k)
+        self.nc["time"][sl] = [t for t, _ in self.buffer]
+        for name, var in self.vars.items():
+            var[sl, :] = np.stack([vals[name] for _, vals in self.buffer])
+        self.n += k
+        self.buffer = []
+        self.nc.sync()
+
+    def close(self) -> None:
+        self.flush()
+        self.nc.close()
+
+
+class Coupler:
+    def __init__(self, spec: CouplingSpec, progress: bool = True, unit_subset: dict | None = None, workdir=None,
+                 global_ids: dict | None = None):
+        self.spec = spec
+        self.global_ids = global_ids or {}
+        self.progress = progress
+        self.unit_subset = unit_subset or {}
+        self.workdir = Path(workdir) if workdir else None
+        self.components: dict = {}
+
+    # -- set-up ------------------------------------------------------------------------------------------------------
+    def _config_for(self, name: str, path: str) -> str:
+        """The component's config, or for a unit subset (MPI rank) a copy that selects those units."""
+        if name not in self.unit_subset:
+            return path
+        raw = yaml.safe_load(Path(path).read_text())
+        base = Path(path).parent
+        for sec, key in (("model", "checkpoint"), ("units", "table"), ("units", "hydrofabric"), ("units", "attributes_table"),
+                         ("warmup", "restart_file"), ("warmup", "forcing_file")):
+            if isinstance(raw.get(sec), dict) and raw[sec].get(key):
+                p = Path(raw[sec][key])
+                raw[sec][key] = str(p if p.is_absolute() else (base / p).resolve())
+        raw.setdefault("units", {})["select"] = list(self.unit_subset[name])
+        d = self.workdir or Path(tempfile.mkdtemp(prefix="dhydro-"))
+        d.mkdir(parents=True, exist_ok=True)
+        out = d / f"{name}.{os.getpid()}.yaml"
+        out.write_text(yaml.safe_dump(raw))
+        return str(out)
+
+    def initialize(self) -> None:
+        spec = self.spec
+        for name, c in spec.components.items():
+            cls = load_component_class(c.python_type)
+            comp = cls()
+            comp.initialize(self._config_for(name, c.config))
+            self.components[name] = comp
+        # which components receive inputs; dependency order
+        receivers = {split_ref(c.destination)[0] for c in spec.connections} | {split_ref(c.destination)[0] for c in spec.constants}
+        self.sources = [n for n in spec.components if n not in receivers]
+        deps = {n: {split_ref(c.source)[0] for c in spec.connections if split_ref(c.destination)[0] == n} for n in receivers}
+        order, done = [], set(self.sources)
+        while len(order) < len(receivers):
+            ready = [n for n in receivers if n not in order and deps[n] <= done | set(order)]
+            if not ready:
+                raise ValueError(f"connections: a cycle among components {sorted(set(receivers) - set(order))}")
+            order.extend(sorted(ready))
+        self.order = order
+        self.links = []
+        for i, conn in enumerate(spec.connections):
+            sc, sv = split_ref(conn.source)
+            dc, dv = split_ref(conn.destination)
+            src, dst = self.components[sc], self.components[dc]
+            if sv not in src.get_output_var_names():
+                raise ValueError(f"connections[{i}].source: {sc} has no output {sv!r}; outputs: {list(src.get_output_var_names())}")
+            if dv not in dst.get_input_var_names():
+                raise ValueError(f"connections[{i}].destination: {dc} has no input {dv!r}; inputs: {list(dst.get_input_var_names())}")
+            n_src = src.get_var_nbytes(sv) // src.get_var_itemsize(sv)
+            n_dst = dst.get_var_nbytes(dv) // dst.get_var_itemsize(dv)
+            regrid = None
+            if conn.weights or conn.method:
+                w = build_weights(conn, f"connections[{i}]", self.progress)
+                regrid = RegridLink(w, unit_ids(dst), n_src, n_dst, f"connections[{i}]", self.global_ids.get(dc))
+            elif unit_ids(src) is not None and unit_ids(dst) is not None:
+                pos = {u: k for k, u in enumerate(unit_ids(src))}
+                missing = [u for u in unit_ids(dst) if u not in pos]
+                if missing:
+                    raise ValueError(f"connections[{i}]: units {missing[:5]} of {dc} have no data in {sc}")
+                idx = np.array([pos[u] for u in unit_ids(dst)])
+                regrid = lambda v, idx=idx: np.asarray(v).reshape(-1)[idx]  # noqa: E731  match by unit id
+            elif n_src != n_dst:
+                raise ValueError(f"connections[{i}]: {conn.source} has {n_src} values and {conn.destination} {n_dst}; "
+                                 "give weights or a method to regrid")
+            conv = converter(conn.units or src.get_var_units(sv), dst.get_var_units(dv))
+            self.links.append((conn, sc, sv, dc, dv, regrid, conv))
+        self.constants = []
+        for c in spec.constants:
+            dc, dv = split_ref(c.destination)
+            dst = self.components[dc]
+            if dv not in dst.get_input_var_names():
+                raise ValueError(f"constants: {dc} has no input {dv!r}; inputs: {list(dst.get_input_var_names())}")
+            n = dst.get_var_nbytes(dv) // dst.get_var_itemsize(dv)
+            self.constants.append((dc, dv, np.full(n, float(converter(c.units, dst.get_var_units(dv))(c.value)))))
+        # align source clocks with the period start when they know their own origin
+        for n in self.sources:
+            comp = self.components[n]
+            origin = getattr(comp, "time_origin", None)
+            if origin is not None:
+                offset = (spec.period.start - origin).total_seconds()
+                if offset < 0:
+                    raise ValueError(f"component {n}: its data start at {origin}, after the period start {spec.period.start}")
+                if offset > 0:
+                    comp.update_until(comp.get_start_time() + offset)
+        self.src_t0 = {n: self.components[n].get_current_time() for n in self.sources}
+        self.last_sample: dict = {}
+
+    # -- stepping ----------------------------------------------------------------------------------------------------
+    def _sample_sources(self, t: float, dt: float) -> dict:
+        needed: dict[str, set] = {}
+        for conn, sc, sv, *_ in self.links:
+            if sc in self.sources:
+                needed.setdefault(sc, set()).add(sv)
+        samples = {}
+        for sc, names in needed.items():
+            comp = self.components[sc]
+            t_end = self.src_t0[sc] + t + dt
+            acc = {v: [] for v in names}
+            while comp.get_current_time() < t_end - 1e-6:
+                for v in names:
+                    acc[v].append(np.array(comp.get_value_ptr(v), dtype="float64").reshape(-1))
+                comp.update()
+            for v in names:
+                if acc[v]:
+                    self.last_sample[(sc, v, "mean")] = np.mean(acc[v], axis=0)
+                    self.last_sample[(sc, v, "hold")] = acc[v][-1]
+                if (sc, v, "mean") not in self.last_sample:
+                    raise RuntimeError(f"source {sc}.{v}: no value available at coupler time {t} s")
+                samples[(sc, v)] = {"mean": self.last_sample[(sc, v, "mean")], "hold": self.last_sample[(sc, v, "hold")]}
+        return samples
+
+    def step(self, t: float, dt: float) -> None:
+        samples = self._sample_sources(t, dt)
+        for name in self.order:
+            comp = self.components[name]
+            for conn, sc, sv, dc, dv, regrid, conv in self.links:
+                if dc != name:
+                    continue
+                if sc in self.sources:
+                    vals = samples[(sc, sv)][conn.time]
+                else:
+                    vals = np.array(self.components[sc].get_value_ptr(sv), dtype="float64").reshape(-1)
+                if regrid is not None:
+                    vals = regrid(vals)
+                comp.set_value(dv, np.ascontiguousarray(conv(vals), dtype="float64"))
+            for dc, dv, vals in self.constants:
+                if dc == name:
+                    comp.set_value(dv, vals)
+            if self.recorder is not None and name == self.recorder.component:
+                self.recorder.inputs(comp)
+            comp.update_until(t + dt)
+
+    recorder = None
+
+    def finalize(self) -> None:
+        for comp in self.components.values():
+            comp.finalize()
+
+
+def run_coupling(spec_path, out=None, progress: bool = True, comm=None) -> dict:
+    """Run a coupling spec.  With ``comm`` of size > 1 (or under mpiexec) the run is split across ranks."""
+    spec, base = load_spec(spec_path)
+    if out:
+        spec.outputs.path = str(Path(out) / Path(spec.outputs.path).name)
+    from .mpi import get_comm
+
+    comm = get_comm(comm)
+    if comm.Get_size() > 1:
+        from .mpirun import run_parallel
+
+        return run_parallel(spec, spec_path, comm, progress)
+    return run_serial(spec, spec_path, progress)
+
+
+def spec_provenance(spec_path) -> dict:
+    text = Path(spec_path).read_text()
+    return {"coupling_spec": text, "coupling_spec_sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def run_serial(spec: CouplingSpec, spec_path, progress: bool = True, coupler: Coupler | None = None) -> dict:
+    cp = coupler or Coupler(spec, progress)
+    cp.initialize()
+    out_comp = cp.components[spec.outputs.component]
+    for v in spec.outputs.variables:
+        if v not in out_comp.get_output_var_names():
+            raise ValueError(f"outputs.variables: {spec.outputs.component} has no output {v!r}; "
+                             f"outputs: {list(out_comp.get_output_var_names())}")
+    ids = unit_ids(out_comp) or [str(i) for i in range(out_comp.get_grid_size(out_comp.get_var_grid(spec.outputs.variables[0])))]
+    gid = out_comp.get_var_grid(spec.outputs.variables[0])
+    lon = out_comp.get_grid_x(gid, np.empty(len(ids)))
+    lat = out_comp.get_grid_y(gid, np.empty(len(ids)))
+    writer = NetcdfAppender(spec.outputs.path, ids, lon, lat, {v: out_comp.get_var_units(v) for v in spec.outputs.variables},
+                            spec.period.start, {"title": f"coupled run {Path(spec_path).name}", **spec_provenance(spec_path)})
+    if spec.record:
+        from .record import Recorder
+
+        cp.recorder = Recorder(spec.record, cp, spec_path)
+    dt = spec.period.time_step
+    n = int(round((spec.period.end - spec.period.start).total_seconds() / dt))
+    try:
+        for k in tqdm(range(n), desc="coupled run", unit="step", disable=not progress):
+            t = k * dt
+            cp.step(t, dt)
+            writer.add(t + dt, {v: out_comp.get_value_ptr(v) for v in spec.outputs.variables})
+            if cp.recorder is not None:
+                cp.recorder.after_step(k, t + dt)
+            if (k + 1) % spec.outputs.flush_every == 0:
+                writer.flush()
+    finally:
+        writer.close()
+        if cp.recorder is not None:
+            cp.recorder.close()
+    pngs = plot_outputs(spec.outputs.path, spec.outputs.variables) if spec.outputs.plots else []
+    cp.finalize()
+    print(f"wrote {spec.outputs.path}" + (f" and {', '.join(str(p) for p in pngs)}" if pngs else ""))
+    return {"netcdf": spec.outputs.path, "plots": pngs, "steps": n}
+
+
+def plot_outputs(nc_path, variables) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import xarray as xr
+
+    pngs = []
+    with xr.open_dataset(nc_path) as ds:
+        for v in variables[:3]:
+            fig, ax = plt.subplots(figsize=(10, 3.8))
+            data = ds[v]
+            for i in range(min(ds.sizes["unit"], 12)):
+                ax.plot(ds["time"].values, data[:, i].values, lw=0.9, label=str(ds["unit_id"].values[i]))
+            ax.set_ylabel(f"{v}\n({data.attrs.get('units', '')})", fontsize=8)
+            ax.set_title(f"{Path(nc_path).name}: {v}")
+            if ds.sizes["unit"] <= 12:
+                ax.legend(fontsize=6, ncol=4)
+            fig.tight_layout()
+            p = Path(nc_path).with_name(Path(nc_path).stem + f"_{v.split('__')[-1]}.png")
+            fig.savefig(p, dpi=100)
+            plt.close(fig)
+            pngs.append(p)
+    return pngs
+
+
+__all__ = ["Coupler", "run_coupling", "run_serial", "load_component_class", "timedelta"]
