@@ -68,8 +68,8 @@ INPUT_VARS = {
     PET: Var(PET, "m s-1", "input", doc="potential evapotranspiration; overrides the internal PET where set"),
 }
 OUTPUT_VARS = {
-    RUNOFF_DEPTH: Var(RUNOFF_DEPTH, "m", "output", doc="routed runoff depth over the last framework step"),
-    RUNOFF_FLUX: Var(RUNOFF_FLUX, "m3 s-1", "output", doc="routed runoff volume flux at the unit outlet"),
+    RUNOFF_DEPTH: Var(RUNOFF_DEPTH, "m", "output", doc="routed runoff depth over the last update() or update_until() call"),
+    RUNOFF_FLUX: Var(RUNOFF_FLUX, "m3 s-1", "output", doc="routed runoff volume flux at the unit outlet, mean over that call"),
     ET_FLUX: Var(ET_FLUX, "m s-1", "output", doc="actual evapotranspiration, mean over the last model step"),
     PET_OUT: Var(PET_OUT, "m s-1", "output", doc="potential evapotranspiration used, mean over the last model step"),
     SWE: Var(SWE, "mm", "output", doc="snow water equivalent (snowpack + liquid water in snow)"),
@@ -201,8 +201,8 @@ class BmiDeltaModel(Bmi):
         with torch.no_grad():
             pars = self.model.physical_parameters(self.stepper._attrs)
         for p in self._param_names:
-            if p in pars:
-                self._buf[p][:] = pars[p].mean(-1).double().numpy()
+            # dynamic (LSTM) parameters exist only once a model step has run: NaN until then, never a fake 0
+            self._buf[p][:] = pars[p].mean(-1).double().numpy() if p in pars else np.nan
 
     def update(self) -> None:
         self._require_init()
@@ -214,16 +214,37 @@ class BmiDeltaModel(Bmi):
         self._require_init()
         now = self.get_current_time()
         dt = self.get_time_step()
+        if not np.isfinite(time):
+            raise ValueError(f"update_until: expected a finite time in s, got {time}")
         if time < now - 1e-9:
             raise ValueError(f"update_until: time {time} s is before the current time {now} s")
         n = (time - now) / dt
         if abs(n - round(n)) > 1e-9 * max(1.0, abs(n)):
             raise ValueError(f"update_until: time {time} s is not a whole number of time steps ({dt} s) from the current time {now} s")
-        for _ in range(int(round(n))):
-            self.update()
+        n = int(round(n))
+        if n <= 1:
+            for _ in range(n):
+                self.update()
+            return
+        # the inputs hold for every step; a failure part-way leaves the state as it was before this call
+        snapshot = self.stepper.state_arrays()
+        depth = np.zeros(self.n)
+        try:
+            for _ in range(n):
+                self.update()
+                depth += self._buf[RUNOFF_DEPTH]
+        except BaseException:
+            self.stepper.load_state_arrays(snapshot)
+            self._refresh_outputs()
+            raise
+        # ngen calls update_until(t0 + its step) when its step differs from ours and reads the runoff depth as the
+        # depth over its own step: report the depth over the whole call (and the mean flux over it)
+        self._buf[RUNOFF_DEPTH][:] = depth
+        self._buf[RUNOFF_FLUX][:] = depth * self._area_m2 / (n * self.stepper.dt_fw)
 
     def finalize(self) -> None:
         self._initialized = False
+        self._set_ser_buffer(np.zeros(0, dtype="uint8"))
 
     # -- numerics live in the stepper: copy results into the live buffers ---------------------------------------------
     def _checked_inputs(self) -> dict:
@@ -349,21 +370,39 @@ class BmiDeltaModel(Bmi):
         if self._initialized:
             self._refresh_outputs()
 
+    _SER_MAGIC = b"BMIDHYDRO-STATE1"  # payload header: format drift or foreign bytes fail fast on restore
+
     def _serialize(self) -> None:
         buf = io.BytesIO()
         arrays = self.stepper.state_arrays()
         arrays["unit_id"] = np.array(self.units.ids, dtype="U")
         np.savez(buf, **arrays)
-        self._buf[SER_STATE] = np.frombuffer(buf.getvalue(), dtype="uint8").copy()
-        self._buf[SER_SIZE][0] = self._buf[SER_STATE].size
+        payload = self._SER_MAGIC + buf.getvalue()
+        self._set_ser_buffer(np.frombuffer(payload, dtype="uint8").copy())
+
+    def _set_ser_buffer(self, data: np.ndarray) -> None:
+        """The one place the serialization buffer changes: ``ngen::serialization_size`` always equals its length."""
+        self._buf[SER_STATE] = data
+        self._buf[SER_SIZE][0] = data.size
 
     def _deserialize(self, data: np.ndarray) -> None:
-        with np.load(io.BytesIO(np.asarray(data, dtype="uint8").tobytes()), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        ids = [str(i) for i in arrays.pop("unit_id")]
+        raw = np.ascontiguousarray(data).view("uint8").tobytes()
+        magic = self._SER_MAGIC
+        if raw[: len(magic)] != magic:
+            raise ValueError(f"{SER_STATE}: expected a bmi-dhydro state payload (starting with {magic!r}), "
+                             f"got {len(raw)} bytes starting with {raw[:len(magic)]!r}")
+        try:
+            with np.load(io.BytesIO(raw[len(magic):]), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception as exc:  # truncated or corrupt payload
+            raise ValueError(f"{SER_STATE}: cannot read the {len(raw)}-byte state payload ({type(exc).__name__}: {exc})") from exc
+        ids = [str(i) for i in arrays.pop("unit_id", [])]
         if ids != list(self.units.ids):
             raise ValueError(f"{SER_STATE}: serialized state is for units {ids[:5]}, this instance runs {self.units.ids[:5]}")
-        self.stepper.load_state_arrays(arrays)
+        try:
+            self.stepper.load_state_arrays(arrays)
+        except KeyError as exc:
+            raise ValueError(f"{SER_STATE}: the payload lacks the state variable {exc}") from None
         self._refresh_outputs()
 
     # -- hot swap (issue: gradient loop) -----------------------------------------------------------------------------
@@ -379,6 +418,32 @@ class BmiDeltaModel(Bmi):
         self.model = model
         self.checkpoint_path = path
         self._fill_parameters()
+
+    # -- gradient export (a documented extension; see bmi_dhydro.gradients) -------------------------------------------
+    def begin_gradient_window(self) -> None:
+        """Start recording a gradient window at the current model-step boundary (clears any previous window)."""
+        self._require_init()
+        s = self.stepper
+        if s.sub != 0:
+            raise ValueError(f"begin_gradient_window: call it at a model-step boundary; {s.sub} of {s.k} framework "
+                             "steps of the current model step are already taken")
+        self._grad_state0 = s.state.detach()
+        s.tape = []
+
+    def get_gradient_window_size(self) -> int:
+        """Model steps recorded in the open window."""
+        tape = getattr(self.stepper, "tape", None)
+        return 0 if tape is None else len(tape)
+
+    def compute_gradients(self, seeds: dict, wrt: str = "parameters") -> dict:
+        """d loss / d parameters (or network weights) for adjoint ``seeds`` {output name: (n_model_steps, N)}."""
+        from .gradients import window_gradients
+
+        self._require_init()
+        if not self.get_gradient_window_size():
+            raise ValueError("compute_gradients: no gradient window recorded; call begin_gradient_window, then update")
+        forc = torch.stack(self.stepper.tape)
+        return window_gradients(self.model, self._grad_state0, forc, self.stepper._attrs, seeds, wrt)
 
     # -- info ------------------------------------------------------------------------------------------------------
     def get_component_name(self) -> str:
@@ -480,6 +545,15 @@ class BmiDeltaModel(Bmi):
                              "use fixed-parameter mode (model.parameters) to set them")
         return arr
 
+    def _check_parameter_values(self, name: str, values: np.ndarray) -> None:
+        """Fixed-parameter mode: a new value outside the physical bounds (or NaN) is refused before it is stored."""
+        lo, hi = physics.ALL_BOUNDS[name]
+        bad = ~((values >= lo) & (values <= hi))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"set_value({name!r}): parameter {name} expects values in [{lo}, {hi}] {physics.ALL_UNITS[name]}, "
+                             f"got {values[i]} at unit {self.units.ids[i]!r}; the parameter was not changed")
+
     def set_value(self, name: str, src: np.ndarray) -> None:
         if name not in self._vars:
             return  # ngen: values for unpublished variables are ignored
@@ -492,36 +566,62 @@ class BmiDeltaModel(Bmi):
         dest = self._buf[name]
         if arr.size != dest.size:
             raise ValueError(f"set_value({name!r}): expected {dest.size} values (one per unit), got {arr.size}")
-        dest[:] = arr.reshape(-1)
         if v.role == "parameter":
+            self._check_parameter_values(name, arr.reshape(-1).astype("float64"))
             self._params_dirty = True
+        dest[:] = arr.reshape(-1)
 
     def set_value_at_indices(self, name: str, inds: np.ndarray, src: np.ndarray) -> None:
-        if name not in self._vars:
-            return
+        v = self._var(name)  # only set_value ignores unknown names (ngen's unpublished-variables rule)
+        if v.role == "serialization":
+            raise ValueError(f"set_value_at_indices({name!r}): protocol variables are set with set_value")
         self._require_init()
         arr = self._check_settable(name, src)
         dest = self._buf[name]
         inds = np.asarray(inds)
+        if inds.dtype.kind not in "iu":
+            raise TypeError(f"set_value_at_indices({name!r}): expected integer indices, got dtype {inds.dtype}")
         if arr.size != inds.size:
             raise ValueError(f"set_value_at_indices({name!r}): {inds.size} indices but {arr.size} values")
         if inds.size and (inds.min() < 0 or inds.max() >= dest.size):
             raise IndexError(f"set_value_at_indices({name!r}): indices must be in 0..{dest.size - 1}")
-        dest[inds] = arr.reshape(-1)
-        if self._vars[name].role == "parameter":
+        if v.role == "parameter":
+            new = dest.copy()
+            new[inds.reshape(-1)] = arr.reshape(-1)
+            self._check_parameter_values(name, new)
             self._params_dirty = True
+        dest[inds.reshape(-1)] = arr.reshape(-1)
 
     def _set_serialization(self, name: str, src) -> None:
+        """ngen serialization protocol v0.2 (NOAA-OWP/ngen doc/BMI_SERIALIZATION_PROTOCOL.md).
+
+        save:    set create (trigger) -> get size -> get state -> set free (trigger)
+        restore: set size (announce n bytes; the state buffer becomes n zero bytes, so ngen's Python adapter,
+                 which sizes the array it hands over by get_var_nbytes, passes the whole payload) -> set state
+        create and free never touch the model state; a failed restore leaves the model state unchanged.
+        """
         self._require_init()
         if name == SER_CREATE:
             self._serialize()
         elif name == SER_FREE:
-            self._buf[SER_STATE] = np.zeros(0, dtype="uint8")
-            self._buf[SER_SIZE][0] = 0
-        elif name == SER_STATE:
-            self._deserialize(np.asarray(src))
-        else:
-            raise ValueError(f"set_value({name!r}): {name} is read-only")
+            self._set_ser_buffer(np.zeros(0, dtype="uint8"))
+        elif name == SER_SIZE:
+            n = np.asarray(src)
+            if n.size != 1 or n.dtype.kind not in "iu" or int(n.reshape(-1)[0]) < 0:
+                raise ValueError(f"set_value({SER_SIZE!r}): expected one non-negative integer byte count, "
+                                 f"got {n.reshape(-1)[:3].tolist()} ({n.size} value(s) of dtype {n.dtype})")
+            self._set_ser_buffer(np.zeros(int(n.reshape(-1)[0]), dtype="uint8"))
+        else:  # SER_STATE: deliver a payload
+            arr = np.ascontiguousarray(np.asarray(src)).reshape(-1)
+            if arr.dtype.itemsize != 1 and arr.dtype.kind not in "SV":
+                raise TypeError(f"set_value({SER_STATE!r}): expected bytes (uint8), got dtype {arr.dtype}")
+            data = arr.view("uint8")
+            announced = self._buf[SER_STATE].size
+            if announced and data.size != announced:
+                raise ValueError(f"set_value({SER_STATE!r}): delivered {data.size} bytes but {SER_SIZE} "
+                                 f"announced {announced}")
+            self._deserialize(data)
+            self._set_ser_buffer(data.copy())
 
     # -- grid: one unstructured grid of N points (the units) ---------------------------------------------------------
     def _grid(self, grid: int) -> None:

@@ -203,6 +203,10 @@ class DeltaModel(nn.Module):
         if isinstance(attributes, Prepared):
             return attributes
         static, route, attrs_norm = self.provider.static_parameters(attributes)
+        return self.prepared_from(static, route, attrs_norm)
+
+    def prepared_from(self, static: dict, route: dict, attrs_norm: torch.Tensor) -> Prepared:
+        """A :class:`Prepared` from per-day static parameters (n, nmul) and routing parameters (n,)."""
         static = physics.scale_rates(static, self.config.dt_days)
         uh = None
         if self.config.routing:
@@ -262,10 +266,16 @@ class DeltaModel(nn.Module):
         out.update(dyn_mean)
         return ModelState(hbv, h, c, buffer), out
 
-    def unroll(self, state: ModelState, forcings: torch.Tensor, attributes, outputs=OUTPUT_NAMES) -> tuple[ModelState, dict]:
-        """A sequence of steps.  ``forcings`` (T, n, 3); returns outputs stacked to (T, n)."""
+    def unroll(self, state: ModelState, forcings: torch.Tensor, attributes, outputs=OUTPUT_NAMES, dynamic=None) -> tuple[ModelState, dict]:
+        """A sequence of steps.  ``forcings`` (T, n, 3); returns outputs stacked to (T, n).
+
+        ``dynamic`` optionally supplies precomputed ``(per-day dynamic parameters (T, n, nmul), h, c)`` (used by
+        gradient export to take gradients with respect to them)."""
         prep = self.prepare(attributes)
-        dyn, h, c = self.provider.dynamic_sequence(forcings, prep.attrs_norm, state.h, state.c)
+        if dynamic is None:
+            dyn, h, c = self.provider.dynamic_sequence(forcings, prep.attrs_norm, state.h, state.c)
+        else:
+            dyn, h, c = dynamic
         if dyn:
             dyn = physics.scale_rates(dyn, self.config.dt_days)
         hbv = state.hbv

@@ -51,7 +51,7 @@ class Stepper:
             )
         self.k = int(round(k))
         self.start = start
-        self.lat = np.asarray(lat, dtype="float64")
+        self.lat = np.array(lat, dtype="float64")  # an owned, writable copy (torch warns on read-only arrays)
         self._lat_t = torch.as_tensor(self.lat, dtype=torch.float64)
         self._attrs = torch.as_tensor(attributes, dtype=dtype)
         self.prep: Prepared = model.prepare(self._attrs) if not model.is_fixed else None
@@ -79,6 +79,8 @@ class Stepper:
         self.mass_leak = np.zeros(n)
         self.last = {"runoff": np.zeros(n), "et": np.zeros(n), "pet": np.zeros(n), "leak": np.zeros(n)}
         self.last_out: dict = {}
+        self.last_forcing = None  # (n, 3) model forcing of the last model step: P mm, T degC, PET mm
+        self.tape = None  # list of model forcings while a gradient window is open
 
     def _storage_now(self) -> np.ndarray:
         s = self.state
@@ -110,7 +112,26 @@ class Stepper:
         return self.start + timedelta(seconds=(self.fw_step - self.sub) * self.dt_fw)
 
     def step(self, precip_rate_mm_s, temp_k, shortwave=None, pressure=None, pet_rate_m_s=None) -> bool:
-        """One framework step with inputs in BMI units.  Returns True when a model step was completed."""
+        """One framework step with inputs in BMI units.  Returns True when a model step was completed.
+
+        Atomic: if it raises, the state (stores, accumulators, counters, mass accounting) is as before the call."""
+        if self.sub + 1 == self.k:
+            # this framework step completes a model step, which can fail (e.g. no PET): keep what it changes so a
+            # failed update leaves the state exactly as it was
+            saved = {f: getattr(self, f).copy() for f in self._ACC_FIELDS}
+            counters = (self.sub, self.fw_step)
+            try:
+                return self._step(precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s)
+            except BaseException:
+                for f, a in saved.items():
+                    setattr(self, f, a)
+                self.sub, self.fw_step = counters
+                raise
+        return self._step(precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s)
+
+    _ACC_FIELDS = ("acc_p", "acc_t", "acc_tmin", "acc_tmax", "acc_sw", "acc_pres", "acc_pet", "acc_pet_n", "mass_in")
+
+    def _step(self, precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s) -> bool:
         dt = self.dt_fw
         p_mm = np.asarray(precip_rate_mm_s, dtype="float64") * dt
         tc = np.asarray(temp_k, dtype="float64") - KELVIN
@@ -166,6 +187,9 @@ class Stepper:
         pet = self._pet_mm(tmean)
         forcing = torch.as_tensor(np.stack([self.acc_p, tmean, pet], axis=-1), dtype=self.dtype)
         prep = self._prepared()
+        if self.tape is not None:  # gradient window: keep what the model saw (see bmi_dhydro.gradients)
+            self.tape.append(forcing.clone())
+        self.last_forcing = forcing
         self.state, out = self.model.advance(self.state, forcing, prep)
         self.last_out = out
         runoff = out["runoff"].double().numpy()

@@ -28,10 +28,31 @@ from bmi_dhydro.forcing import HUMIDITY, PRECIP, PRESSURE, SHORTWAVE, TEMP, read
 UNITS = {PRECIP: "mm s-1", TEMP: "K", SHORTWAVE: "W m-2", PRESSURE: "Pa", HUMIDITY: "kg kg-1"}
 
 
+class _Camels(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    root: str | None = None  # None: the CAMELS subset bundled with bmi_dhydro
+    basins: list[str]
+    product: str = "nldas"
+    start: str | None = None
+    end: str | None = None
+
+
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: str
+    path: str | None = None
     ids: list[str] | None = None
+    camels: _Camels | None = None
+
+
+def _read_camels(c: _Camels, base: Path):
+    """Daily CAMELS basin forcing as BMI inputs: prcp/86400 mm s-1, mean of tmax/tmin + 273.15 K, srad W m-2."""
+    from bmi_dhydro.datasets import read_camels
+
+    root = None if c.root is None else (Path(c.root) if Path(c.root).is_absolute() else base / c.root)
+    ds = read_camels(root, c.basins, c.product, attributes=[], start=c.start, end=c.end)
+    tr = lambda v: ds[v].transpose("time", "basin").to_numpy()  # noqa: E731
+    data = {PRECIP: tr("prcp") / 86400.0, TEMP: 0.5 * (tr("tmax") + tr("tmin")) + 273.15, SHORTWAVE: tr("srad")}
+    return ds["time"].to_index(), [str(b) for b in ds.basin.values], data, ds["lat"].to_numpy(), ds["lon"].to_numpy()
 
 
 class _Units:
@@ -46,11 +67,20 @@ class CatchmentForcingBmi(Bmi):
             cfg = _Config.model_validate(yaml.safe_load(cfg_path.read_text()))
         except ValidationError as exc:
             raise ValueError(f"catchment forcing config {cfg_path}: {exc}") from exc
-        path = Path(cfg.path)
-        path = path if path.is_absolute() else cfg_path.parent / path
-        if not path.exists():
+        lat = lon = None
+        if (cfg.path is None) == (cfg.camels is None):
+            raise ValueError(f"catchment forcing config {cfg_path}: give exactly one of path (ngen AORC files) or camels")
+        if cfg.camels is not None:
+            times, ids, data, lat, lon = _read_camels(cfg.camels, cfg_path.parent)
+            path = None
+        else:
+            path = Path(cfg.path)
+            path = path if path.is_absolute() else cfg_path.parent / path
+        if path is not None and not path.exists():
             raise FileNotFoundError(f"catchment forcing config {cfg_path}: path names a missing file: {path}")
-        if path.is_dir():
+        if path is None:
+            pass
+        elif path.is_dir():
             if not cfg.ids:
                 raise ValueError(f"catchment forcing config {cfg_path}: ids are required with a folder of CSV files")
             cols, times = {}, None
@@ -74,8 +104,8 @@ class CatchmentForcingBmi(Bmi):
         self.outputs = tuple(k for k in UNITS if k in self.data)
         self.index = 0
         self.buf = {k: self.data[k][0].copy() for k in self.outputs}
-        self.lon = np.zeros(len(ids))
-        self.lat = np.zeros(len(ids))
+        self.lon = np.zeros(len(ids)) if lon is None else np.asarray(lon, dtype="float64")
+        self.lat = np.zeros(len(ids)) if lat is None else np.asarray(lat, dtype="float64")
 
     def update(self) -> None:
         if self.index + 1 >= len(self.times):
