@@ -62,6 +62,7 @@ def run_parallel(spec, spec_path, comm, progress: bool = True) -> dict:
         for k in tqdm(range(n), desc=f"coupled run ({size} ranks)", unit="step", disable=not progress or rank != 0):
             t = k * dt
             with guard(f"time step {k}"):
+                cp.apply_hot_swaps(t)
                 cp.step(t, dt)
             local = np.stack([np.asarray(comp.get_value_ptr(v), dtype="float64") for v in spec.outputs.variables], axis=1)
             gathered = gather_rows(comm, local, counts, root=0)

@@ -311,6 +311,18 @@ class Coupler:
 
     recorder = None
 
+    def hot_swap(self, name: str, checkpoint) -> None:
+        """Load a new checkpoint into component ``name`` at the current step boundary, keeping its states."""
+        comp = self.components[name]
+        if not hasattr(comp, "load_checkpoint"):
+            raise ValueError(f"hot swap: component {name} cannot load checkpoints")
+        comp.load_checkpoint(checkpoint)
+
+    def apply_hot_swaps(self, t: float) -> None:
+        for h in self.spec.hot_swaps:
+            if abs((h.time - self.spec.period.start).total_seconds() - t) < 1e-6:
+                self.hot_swap(h.component, h.checkpoint)
+
     def finalize(self) -> None:
         for comp in self.components.values():
             comp.finalize()
@@ -359,6 +371,7 @@ def run_serial(spec: CouplingSpec, spec_path, progress: bool = True, coupler: Co
     try:
         for k in tqdm(range(n), desc="coupled run", unit="step", disable=not progress):
             t = k * dt
+            cp.apply_hot_swaps(t)
             cp.step(t, dt)
             writer.add(t + dt, {v: out_comp.get_value_ptr(v) for v in spec.outputs.variables})
             if cp.recorder is not None:

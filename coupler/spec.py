@@ -118,6 +118,12 @@ class RecordSpec(_Strict):
     state_every: int = Field(24, ge=1)  # framework steps between recorded states
 
 
+class HotSwapSpec(_Strict):
+    time: datetime  # at the step boundary at this time
+    component: str
+    checkpoint: str
+
+
 class CouplingSpec(_Strict):
     period: PeriodSpec
     components: dict[str, ComponentSpec]
@@ -125,6 +131,7 @@ class CouplingSpec(_Strict):
     constants: list[ConstantSpec] = Field(default_factory=list)
     outputs: OutputSpec
     record: RecordSpec | None = None
+    hot_swaps: list[HotSwapSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _refs(self):
@@ -177,6 +184,8 @@ def load_spec(path) -> tuple[CouplingSpec, Path]:
                 setattr(c, key, resolve(getattr(c, key), f"connections[{i}].{key}"))
         if c.save_weights:
             c.save_weights = resolve(c.save_weights, f"connections[{i}].save_weights", must_exist=False)
+    for i, h in enumerate(spec.hot_swaps):
+        h.checkpoint = resolve(h.checkpoint, f"hot_swaps[{i}].checkpoint")
     spec.outputs.path = resolve(spec.outputs.path, "outputs.path", must_exist=False)
     if spec.record:
         spec.record.path = resolve(spec.record.path, "record.path", must_exist=False)
