@@ -16,43 +16,92 @@ from .checkpoint import load_checkpoint
 from .datasets import read_camels
 from .metrics import format_table, skill_table
 from .output import timeseries_dataset, write_netcdf
-from .train import hydrograph_png, simulate, write_metrics_csv
+from .train import hydrograph_png, write_metrics_csv
 
 DEFAULT_PERIOD = ("2005-10-01", "2013-09-30")
 
 
 def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PERIOD, warmup_days=365, out="dhydro_out", progress=True):
+    """The main job, driven the way users run the model: CAMELS forcing component -> coupler -> BmiDeltaModel."""
+    import pandas as pd
+    import xarray as xr
+    import yaml
+
+    from coupler.run import run_serial
+    from coupler.spec import load_spec
+
     model, payload = load_checkpoint(checkpoint)
     ds = read_camels(camels_root, basins, attributes=model.config.attributes)
-    # keep basins with forcing over warm-up + period; say which are dropped
     t0 = pd.Timestamp(period[0]) - pd.Timedelta(days=warmup_days)
-    window = ds["prcp"].sel(time=slice(t0, period[1]))
+    t1 = pd.Timestamp(period[1])
+    window = ds["prcp"].sel(time=slice(t0, t1))
     ok = np.isfinite(window.to_numpy()).all(axis=1) & (window.sizes["time"] > 0)
+    ok &= window.sizes["time"] == (t1 - t0).days + 1
     dropped = [str(b) for b, k in zip(ds.basin.values, ok) if not k]
     if dropped:
-        print(f"note: basins without forcing over {t0.date()}..{period[1]} are skipped: {', '.join(dropped)}")
+        print(f"note: basins without forcing over {t0.date()}..{t1.date()} are skipped: {', '.join(dropped)}")
     if not ok.any():
-        raise ValueError(f"run: no basin has forcing over {t0.date()}..{period[1]}")
+        raise ValueError(f"run: no basin has forcing over {t0.date()}..{t1.date()}")
     ds = ds.isel(basin=np.flatnonzero(ok))
-    res, times = simulate(model, ds, period[0], period[1], warmup_days)
+    ids = [str(b) for b in ds.basin.values]
+    out = Path(out)
+    work = out / "coupled_inputs"
+    work.mkdir(parents=True, exist_ok=True)
+    table = {"id": ids, "area_km2": ds["area_km2"].values, "lat": ds["lat"].values, "lon": ds["lon"].values}
+    table.update({a: ds[a].values for a in model.config.attributes})
+    pd.DataFrame(table).to_csv(work / "units.csv", index=False)
+    forcing_cfg = {"camels": {"basins": ids, "product": "nldas", "start": str(t0.date()), "end": str((t1 + pd.Timedelta(days=1)).date())}}
+    if camels_root:
+        forcing_cfg["camels"]["root"] = str(Path(camels_root).resolve())
+    (work / "forcing.yaml").write_text(yaml.safe_dump(forcing_cfg))
+    ck = str(Path(checkpoint).resolve()) if checkpoint else None
+    (work / "hydro.yaml").write_text(yaml.safe_dump({
+        "model": {"checkpoint": ck}, "units": {"table": "units.csv"},
+        "time": {"time_step": 86400, "start": f"{t0.date()} 00:00:00"}}))
+    variables = {"runoff": "land_surface_water__runoff_depth", "et": "land_surface_water__evapotranspiration_volume_flux",
+                 "pet": "hbv__potential_evapotranspiration_volume_flux", "swe": "snowpack__liquid-equivalent_depth",
+                 "snowpack": "hbv__snowpack_storage", "meltwater": "hbv__meltwater_storage", "sm": "hbv__soil_moisture_storage",
+                 "suz": "hbv__upper_zone_storage", "slz": "hbv__lower_zone_storage"}
+    spec = {
+        "period": {"start": f"{t0.date()} 00:00:00", "end": f"{(t1 + pd.Timedelta(days=1)).date()} 00:00:00", "time_step": 86400},
+        "components": {"forcing": {"python_type": "coupler.catchment_forcing.CatchmentForcingBmi", "config": "forcing.yaml"},
+                       "hydro": {"python_type": "bmi_dhydro.BmiDeltaModel", "config": "hydro.yaml"}},
+        "connections": [
+            {"source": "forcing.atmosphere_water__liquid_equivalent_precipitation_rate",
+             "destination": "hydro.atmosphere_water__liquid_equivalent_precipitation_rate"},
+            {"source": "forcing.land_surface_air__temperature", "destination": "hydro.land_surface_air__temperature"}],
+        "outputs": {"path": "coupled_raw.nc", "component": "hydro", "variables": list(variables.values()), "plots": False,
+                    "flush_every": 365},
+    }
+    (work / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    spec_obj, _ = load_spec(work / "spec.yaml")
+    run_serial(spec_obj, work / "spec.yaml", progress=progress)
+    with xr.open_dataset(work / "coupled_raw.nc") as raw:
+        # a value at time t covers the day ending at t: label it with the day it covers, and drop the warm-up
+        day = pd.DatetimeIndex(raw["time"].values) - pd.Timedelta(days=1)
+        keep = (day >= pd.Timestamp(period[0])) & (day <= t1)
+        res = {k: raw[v].values[keep].T for k, v in variables.items()}
+    times = day[keep]
+    res["runoff"] = res["runoff"] * 1000.0  # m per day -> mm d-1
+    for k in ("et", "pet"):
+        res[k] = res[k] * 1000.0 * 86400.0  # m s-1 -> mm d-1
     area = ds["area_km2"].to_numpy()
     res["streamflow"] = res["runoff"] * area[:, None] * 1e6 / 1000.0 / 86400.0
-    keep = ("streamflow", "runoff", "et", "pet", "precip", "swe", "snowpack", "meltwater", "sm", "suz", "slz", "routing_store", "storage", "leak")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    keep_vars = ("streamflow", "runoff", "et", "pet", "swe", "snowpack", "meltwater", "sm", "suz", "slz")
     obs = ds["qobs"].sel(time=slice(*period)).transpose("basin", "time").to_numpy()
     cf = timeseries_dataset(
-        times, ds.basin.values, {k: res[k] for k in keep}, ds["lat"].to_numpy(), ds["lon"].to_numpy(), area,
-        attrs={"title": "bmi-dhydro run on CAMELS-US basins", "checkpoint": str(checkpoint or "bundled default"),
-               "period": f"{period[0]}..{period[1]}", "warmup_days": warmup_days},
+        times, ids, {k: res[k] for k in keep_vars}, ds["lat"].to_numpy(), ds["lon"].to_numpy(), area,
+        attrs={"title": "bmi-dhydro run on CAMELS-US basins (CAMELS forcing -> coupler -> BmiDeltaModel)",
+               "checkpoint": str(checkpoint or "bundled default"), "period": f"{period[0]}..{period[1]}",
+               "warmup_days": warmup_days},
     )
     cf["qobs"] = (("time", "unit"), obs.T)
     cf["qobs"].attrs.update(units="mm d-1", long_name="observed streamflow (USGS), runoff depth")
     nc = write_netcdf(cf, out / "dhydro_run.nc")
-    rows = skill_table(res["runoff"], obs, ds.basin.values)
+    rows = skill_table(res["runoff"], obs, ids)
     write_metrics_csv(out / "metrics.csv", rows)
     png = out / "hydrographs.png"
-    _grid_png(png, times, res["runoff"], obs, ds.basin.values, rows)
+    _grid_png(png, times, res["runoff"], obs, ids, rows)
     print(format_table(rows))
     print(f"wrote {nc}, {out / 'metrics.csv'} and {png}")
     return {"netcdf": nc, "png": png, "rows": rows}
