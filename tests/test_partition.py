@@ -1,0 +1,464 @@
+"""Tests of coupler.partition (pure functions, no MPI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coupler.partition import (
+    NGEN_NEX_TO_DEST,
+    NGEN_ORIG_TO_NEX,
+    Decomposition,
+    NgenPartition,
+    count_cut_links,
+    decompose,
+    downstream_units,
+    load_ngen_network,
+    ngen_partitions,
+    partition_units,
+    read_ngen_partitions,
+    validate_ngen_partitions,
+    write_ngen_partitions,
+)
+
+DATA = Path(__file__).parent / "data" / "partitions"
+EXAMPLE = DATA / "simple_partition2.json"
+CATS = DATA / "simple_catchment_data.json"
+NEXS = DATA / "simple_nexus_data.json"
+
+
+# --------------------------------------------------------------------------- #
+# synthetic networks
+# --------------------------------------------------------------------------- #
+
+
+def random_tree(n: int, seed: int, *, with_nexus: bool = True, window: int = 30):
+    """A random dendritic network over n units (ids in shuffled order)."""
+    rng = np.random.default_rng(seed)
+    names = [f"cat-{i}" for i in range(n)]
+    toid: dict = {}
+    for i, u in enumerate(names):
+        down = names[int(rng.integers(i + 1, min(n, i + window)))] if i < n - 1 and rng.random() < 0.9 else "NA"
+        if with_nexus:
+            toid[u] = f"nex-{i}"
+            toid[f"nex-{i}"] = down
+        else:
+            toid[u] = down
+    ids = list(rng.permutation(names))
+    return ids, toid
+
+
+def basins(sizes, seed: int | None = 0):
+    """Independent chain-shaped basins of the given sizes, ids interleaved at random
+    (``seed=None``: ids basin by basin)."""
+    rng = np.random.default_rng(seed)
+    toid: dict = {}
+    members = []
+    for b, size in enumerate(sizes):
+        names = [f"b{b}-u{i}" for i in range(size)]
+        for i, u in enumerate(names):
+            toid[u] = f"b{b}-nex{i}"
+            toid[f"b{b}-nex{i}"] = names[i + 1] if i + 1 < size else "NA"
+        members.append(names)
+    ids = [u for names in members for u in names]
+    if seed is not None:
+        ids = [ids[i] for i in rng.permutation(len(ids))]
+    return ids, toid, members
+
+
+def contiguous_split(ids, n):
+    bounds = np.linspace(0, len(ids), n + 1).round().astype(int)
+    return [ids[bounds[k]: bounds[k + 1]] for k in range(n)]
+
+
+# --------------------------------------------------------------------------- #
+# balance
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("n_units,n_parts", [(1, 1), (7, 3), (100, 7), (1000, 16), (5, 5)])
+def test_count_balance_without_network(n_units, n_parts):
+    ids = [f"u{i}" for i in range(n_units)]
+    parts = partition_units(ids, n_parts)
+    sizes = [len(p) for p in parts]
+    assert len(parts) == n_parts and min(sizes) >= 1
+    assert max(sizes) - min(sizes) <= 1
+    # contiguous runs of the input order, in order
+    assert [u for p in parts for u in p] == ids
+
+
+def test_cost_balance_beats_count_split():
+    rng = np.random.default_rng(3)
+    ids = [f"u{i}" for i in range(2000)]
+    area = rng.lognormal(2.0, 1.0, len(ids))
+    area[:200] *= 10  # a heavy head: a count split is badly unbalanced
+    for n in (2, 3, 8):
+        dec = decompose(ids, n, cost=area)
+        bound = 1 + 2 * area.max() / (area.sum() / n)
+        assert dec.imbalance(area) <= bound
+        naive = Decomposition.from_parts(ids, contiguous_split(ids, n))
+        assert dec.imbalance(area) < naive.imbalance(area)
+
+
+@pytest.mark.parametrize("n_parts", [2, 3, 5, 12])
+def test_balance_with_network(n_parts):
+    ids, toid = random_tree(3000, seed=n_parts)
+    rng = np.random.default_rng(1)
+    area = rng.uniform(1, 20, len(ids))
+    tol = 0.02
+    dec = decompose(ids, n_parts, cost=area, toid=toid, tolerance=tol)
+    mean = area.sum() / n_parts
+    pc = dec.part_costs(area)
+    # each cut moves at most tolerance*mean plus one unit from the ideal
+    slack = 2 * (tol * mean + area.max())
+    assert np.all(np.abs(pc - mean) <= slack), (pc, mean, slack)
+    assert dec.counts.min() >= 1
+
+
+def test_zero_cost_units_are_allowed():
+    ids = [f"u{i}" for i in range(10)]
+    cost = [0, 0, 0, 5, 0, 0, 5, 0, 0, 0]
+    dec = decompose(ids, 2, cost=cost)
+    assert dec.part_costs(cost).tolist() == [5.0, 5.0]
+
+
+# --------------------------------------------------------------------------- #
+# connectivity
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("n_parts", [2, 3, 6])
+def test_whole_basins_stay_together(n_parts):
+    ids, toid, members = basins([50] * 6, seed=n_parts)
+    parts = partition_units(ids, n_parts, toid=toid)
+    dec = Decomposition.from_parts(ids, parts)
+    assert count_cut_links(dec, toid) == 0
+    for names in members:
+        assert len({dec.rank_of(u) for u in names}) == 1
+    # the same split of the shuffled input order without the network cuts many links
+    assert count_cut_links(contiguous_split(ids, n_parts), toid) > 10
+
+
+def test_tolerance_trades_balance_for_fewer_cuts():
+    # basin boundaries at 30, 64, 100 units; the balanced cut (70) is inside a basin
+    ids, toid, members = basins([30, 34, 36, 40], seed=None)
+    strict = decompose(ids, 2, toid=toid, tolerance=0.0)
+    loose = decompose(ids, 2, toid=toid, tolerance=0.1)
+    assert strict.counts.tolist() == [70, 70]
+    assert count_cut_links(strict, toid) >= 1
+    assert count_cut_links(loose, toid) == 0
+    assert loose.counts.tolist() == [64, 76]
+
+
+def test_chain_is_cut_minimally():
+    n = 5000  # deep: the traversal must not recurse
+    ids = [f"c{i}" for i in range(n)]
+    toid = {ids[i]: ids[i + 1] for i in range(n - 1)}
+    for k in (2, 4, 7):
+        dec = decompose(ids, k, toid=toid)
+        assert count_cut_links(dec, toid) == k - 1
+        assert dec.counts.max() - dec.counts.min() <= 1
+
+
+@pytest.mark.parametrize("with_nexus", [True, False])
+def test_network_partition_cuts_far_fewer_links(with_nexus):
+    ids, toid = random_tree(4000, seed=5, with_nexus=with_nexus)
+    for n in (2, 4, 8):
+        net_cut = count_cut_links(partition_units(ids, n, toid=toid), toid)
+        blind_cut = count_cut_links(contiguous_split(ids, n), toid)
+        assert net_cut * 10 < blind_cut, (n, net_cut, blind_cut)
+
+
+def test_downstream_units_follow_nexuses():
+    ids, toid, _ = load_ngen_network(CATS, NEXS)
+    down = dict(zip(ids, downstream_units(ids, toid)))
+    # read the expectation from the files: cat -> nex -> cat
+    cats = {f["properties"]["id"]: f["properties"]["toid"] for f in json.loads(CATS.read_text())["features"]}
+    nexs = {f["properties"]["id"]: f["properties"]["toid"] for f in json.loads(NEXS.read_text())["features"]}
+    for c, nex in cats.items():
+        target = nexs[nex]
+        assert down[c] == (None if target == "NA" else target)
+
+
+# --------------------------------------------------------------------------- #
+# determinism
+# --------------------------------------------------------------------------- #
+
+
+def test_deterministic_within_and_across_processes():
+    ids, toid = random_tree(1500, seed=9)
+    area = np.random.default_rng(2).uniform(1, 5, len(ids))
+    first = partition_units(ids, 4, cost=area, toid=toid)
+    assert first == partition_units(ids, 4, cost=area, toid=toid)
+    code = (
+        "import importlib.util, json, sys; sys.path.insert(0, sys.argv[1]);"
+        "import numpy as np;"
+        "spec = importlib.util.spec_from_file_location('tp', sys.argv[2]);"
+        "tp = importlib.util.module_from_spec(spec); spec.loader.exec_module(tp);"
+        "from coupler.partition import partition_units;"
+        "ids, toid = tp.random_tree(1500, seed=9);"
+        "area = np.random.default_rng(2).uniform(1, 5, len(ids));"
+        "print(json.dumps(partition_units(ids, 4, cost=area, toid=toid)))"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    out = subprocess.run(
+        [sys.executable, "-c", code, root, str(Path(__file__).resolve())],
+        capture_output=True, text=True, env=env, timeout=120, cwd=root,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == first
+
+
+# --------------------------------------------------------------------------- #
+# Decomposition
+# --------------------------------------------------------------------------- #
+
+
+def test_decomposition_orders():
+    ids, toid = random_tree(300, seed=4)
+    dec = decompose(ids, 3, toid=toid)
+    a = np.arange(len(ids) * 2, dtype=np.float64).reshape(len(ids), 2)
+    rm = dec.to_rank_major(a)
+    assert np.array_equal(dec.from_rank_major(rm), a)
+    for r in range(3):
+        idx = dec.indices(r)
+        assert np.all(np.diff(idx) > 0)  # global order kept inside a rank
+        rows = rm[dec.displs[r]: dec.displs[r] + dec.counts[r]]
+        assert np.array_equal(rows, dec.local_rows(a, r))
+        assert dec.units(r) == [ids[i] for i in idx]
+        assert all(dec.rank_of(u) == r for u in dec.units(r))
+    assert dec.counts.sum() == len(ids)
+    # along another axis
+    b = a.T.copy()
+    assert np.array_equal(dec.from_rank_major(dec.to_rank_major(b, axis=1), axis=1), b)
+    assert Decomposition.from_parts(ids, dec.parts) == dec
+    with pytest.raises(ValueError, match="expected 300 rows"):
+        dec.to_rank_major(a[:-1])
+    with pytest.raises(ValueError, match="rank: expected an integer 0..2"):
+        dec.indices(3)
+    with pytest.raises(KeyError, match="not in this decomposition"):
+        dec.rank_of("nope")
+    assert not dec.assignment.flags.writeable
+
+
+def test_decomposition_errors():
+    ids = ["a", "b", "c"]
+    with pytest.raises(ValueError, match="unit 'b' is not one of"):
+        Decomposition.from_parts(["a", "c"], [["a"], ["b", "c"]])
+    with pytest.raises(ValueError, match="unit 'a' is already in part 0"):
+        Decomposition.from_parts(ids, [["a", "b"], ["a", "c"]])
+    with pytest.raises(ValueError, match="'c'.* in no part"):
+        Decomposition.from_parts(ids, [["a"], ["b"]])
+    with pytest.raises(ValueError, match="unit 'c' is assigned to rank 5"):
+        Decomposition(ids, [0, 1, 5], n_parts=2)
+    with pytest.raises(ValueError, match="expected one rank per unit"):
+        Decomposition(ids, [0, 1])
+
+
+# --------------------------------------------------------------------------- #
+# input errors
+# --------------------------------------------------------------------------- #
+
+
+def test_input_errors_name_the_culprit():
+    ids = ["a", "b", "c", "d"]
+    with pytest.raises(ValueError, match="unit 'b' appears twice"):
+        partition_units(["a", "b", "b"], 2)
+    with pytest.raises(ValueError, match="empty"):
+        partition_units([], 1)
+    with pytest.raises(ValueError, match="cannot split 4 unit.* into 5"):
+        partition_units(ids, 5)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="n_parts: expected a positive integer"):
+            partition_units(ids, bad)
+    for bad in (2.0, True, "2"):
+        with pytest.raises(TypeError, match="n_parts"):
+            partition_units(ids, bad)
+    with pytest.raises(ValueError, match="unit 'c' has cost nan"):
+        partition_units(ids, 2, cost=[1, 1, float("nan"), 1])
+    with pytest.raises(ValueError, match="unit 'a' has cost -1.0"):
+        partition_units(ids, 2, cost=[-1, 1, 1, 1])
+    with pytest.raises(ValueError, match=r"shape \(4,\), got shape \(3,\)"):
+        partition_units(ids, 2, cost=[1, 1, 1])
+    with pytest.raises(ValueError, match="no cost given for unit.*'d'"):
+        partition_units(ids, 2, cost={"a": 1, "b": 1, "c": 1})
+    with pytest.raises(ValueError, match="all units have zero cost"):
+        partition_units(ids, 2, cost=[0, 0, 0, 0])
+    with pytest.raises(ValueError, match="cycle: 'a' -> 'x' -> 'b' -> 'a'"):
+        partition_units(ids, 2, toid={"a": "x", "x": "b", "b": "a"})
+    with pytest.raises(ValueError, match="'c' drains into itself"):
+        partition_units(ids, 2, toid={"c": "c"})
+    with pytest.raises(ValueError, match="one downstream id per unit"):
+        partition_units(ids, 2, toid=["b", "c"])
+    with pytest.raises(ValueError, match="tolerance"):
+        partition_units(ids, 2, tolerance=-0.1)
+
+
+def test_toid_terminal_values_and_sequences():
+    ids = ["a", "b", "c", "d"]
+    for terminal in (None, float("nan"), "", "NA", "none"):
+        parts = partition_units(ids, 2, toid=["b", terminal, "d", terminal])
+        assert count_cut_links(parts, dict(zip(ids, ["b", terminal, "d", terminal]))) == 0
+    # a mapping and the aligned sequence give the same answer
+    assert partition_units(ids, 2, toid={"a": "b", "c": "d"}) == partition_units(
+        ids, 2, toid=["b", None, "d", None]
+    )
+
+
+# --------------------------------------------------------------------------- #
+# ngen partition files
+# --------------------------------------------------------------------------- #
+
+
+def test_read_ngen_example_matches_raw_json():
+    raw = json.loads(EXAMPLE.read_text())
+    parts = read_ngen_partitions(EXAMPLE)
+    assert [p.to_dict() for p in parts] == raw["partitions"]
+    assert all(isinstance(p, NgenPartition) for p in parts)
+    directions = {rc.cat_direction for p in parts for rc in p.remote_connections}
+    assert directions <= {NGEN_ORIG_TO_NEX, NGEN_NEX_TO_DEST}
+
+
+def test_ngen_round_trip(tmp_path):
+    parts = read_ngen_partitions(EXAMPLE)
+    out = tmp_path / "written.json"
+    write_ngen_partitions(parts, out)
+    assert json.loads(out.read_text()) == json.loads(EXAMPLE.read_text())
+    again = read_ngen_partitions(out)
+    assert again == parts
+    # and once more through an open file
+    out2 = tmp_path / "written2.json"
+    with open(out2, "w", encoding="utf-8") as fh:
+        write_ngen_partitions(again, fh)
+    assert out2.read_text() == out.read_text()
+
+
+def test_generate_ngen_example_from_network():
+    """Partitioning ngen's example network in two reproduces ngen's example file."""
+    ids, toid, area = load_ngen_network(CATS, NEXS)
+    assert area is not None and area.shape == (len(ids),)
+    parts = partition_units(ids, 2, cost=area, toid=toid)
+    generated = ngen_partitions(parts, toid)
+    validate_ngen_partitions(generated)
+    assert generated == read_ngen_partitions(EXAMPLE)
+    dec = Decomposition.from_ngen(generated, ids)
+    assert dec.to_ngen(toid) == generated
+
+
+@pytest.mark.parametrize("n_parts", [1, 3, 4, 8])
+def test_generated_ngen_partitions_are_consistent(n_parts, tmp_path):
+    ids, toid, _ = load_ngen_network(CATS, NEXS)
+    parts = ngen_partitions(partition_units(ids, n_parts, toid=toid), toid)
+    validate_ngen_partitions(parts)
+    write_ngen_partitions(parts, tmp_path / "p.json")
+    assert read_ngen_partitions(tmp_path / "p.json") == parts
+    # every cross-rank link appears as a send on the upstream side
+    sends = {(p.id, rc.nex_id) for p in parts for rc in p.remote_connections if rc.cat_direction == NGEN_NEX_TO_DEST}
+    cut = count_cut_links(Decomposition.from_ngen(parts, ids), toid)
+    assert (len(sends) == 0) == (cut == 0)
+
+
+def test_generated_ngen_partitions_large_network():
+    ids, toid = random_tree(2000, seed=8)
+    parts = ngen_partitions(partition_units(ids, 6, toid=toid), toid)
+    validate_ngen_partitions(parts)
+    assert sum(len(p.cat_ids) for p in parts) == len(ids)
+
+
+def _write_json(path, data):
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _p(d, i):
+    return d["partitions"][i]
+
+
+def _rc(d, i):
+    return d["partitions"][i]["remote-connections"][0]
+
+
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda d: _p(d, 1)["cat-ids"].append("cat-0"), "catchment 'cat-0' is in partition 0 and in partition 1"),
+        (lambda d: _rc(d, 0).update({"mpi-rank": 5}), "mpi-rank 5 is not a partition id"),
+        (lambda d: _p(d, 1).update({"remote-connections": []}), "no matching 'orig_cat-to-nex' receive"),
+        (lambda d: _p(d, 1).update({"id": 3}), "position 1 has id 3"),
+        (lambda d: _rc(d, 0).update({"cat-direction": "up"}), "cat-direction: expected"),
+        (lambda d: _p(d, 0).pop("nex-ids"), r"partitions\[0\]: missing key\(s\) 'nex-ids'"),
+        (lambda d: _rc(d, 0).update({"cat-id": "cat-3"}), "'cat-3' is owned by partition 0"),
+        (lambda d: _p(d, 0).update({"nex-ids": ["nex-0"]}), "nexus 'nex-1' is not in this partition's nex-ids"),
+        (lambda d: _p(d, 0).update({"id": "0"}), r"partitions\[0\].id: expected an integer"),
+        (lambda d: d.pop("partitions"), "missing key"),
+    ],
+)
+def test_ngen_validation_errors(tmp_path, mutate, message):
+    data = json.loads(EXAMPLE.read_text())
+    mutate(data)
+    with pytest.raises(ValueError, match=message):
+        read_ngen_partitions(_write_json(tmp_path / "bad.json", data))
+
+
+def test_ngen_io_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        read_ngen_partitions(tmp_path / "missing.json")
+    (tmp_path / "broken.json").write_text("{ not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_ngen_partitions(tmp_path / "broken.json")
+    # writing validates, and never leaves a file behind when it refuses
+    parts = read_ngen_partitions(EXAMPLE)
+    bad = [parts[0], NgenPartition(1, parts[1].cat_ids + ("cat-0",), parts[1].nex_ids, parts[1].remote_connections)]
+    with pytest.raises(ValueError, match="cat-0"):
+        write_ngen_partitions(bad, tmp_path / "out.json")
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_ngen_needs_nexus_layer():
+    with pytest.raises(ValueError, match="'a' drains directly into catchment 'b'"):
+        ngen_partitions([["a"], ["b"]], {"a": "b"})
+
+
+def _reference_postorder(parent):
+    """Plain recursive-free DFS used to check the vectorised traversal."""
+    n = len(parent)
+    children = [[] for _ in range(n)]
+    for v, p in enumerate(parent):
+        if p >= 0:
+            children[p].append(v)
+    out = []
+    for root in [v for v in range(n) if parent[v] < 0]:
+        stack = [(root, iter(children[root]))]
+        while stack:
+            v, it = stack[-1]
+            child = next(it, None)
+            if child is None:
+                out.append(v)
+                stack.pop()
+            else:
+                stack.append((child, iter(children[child])))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_postorder_matches_reference(seed):
+    from coupler.partition import _postorder
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    # a random forest whose parents have higher *or lower* index than children
+    perm = rng.permutation(n)
+    parent = np.full(n, -1)
+    for k in range(1, n):
+        if rng.random() < 0.9:
+            parent[perm[k]] = perm[int(rng.integers(0, k))]
+    order, levels = _postorder(parent)
+    assert order.tolist() == _reference_postorder(parent.tolist())
+    assert sorted(np.concatenate(levels).tolist()) == list(range(n))
