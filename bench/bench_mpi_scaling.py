@@ -21,10 +21,10 @@ Workloads
     A vectorised multi-bucket rainfall-runoff step in numpy (snow, soil,
     two reservoirs, ``--substeps`` sub-steps per time step) whose cost per
     unit is of the order of an HBV step.
-``model`` (TODO for the lead)
-    The real ``BmiDeltaModel`` over the rank's units; see
-    :func:`make_model_workload`, the single hook to fill in once the coupler
-    run loop exists.
+``model``
+    The real ``BmiDeltaModel`` (bundled network, float64) over the rank's
+    units, with attributes drawn from the bundled CAMELS basins and the
+    synthetic forcing as daily precipitation and temperature.
 
 Every rank runs single-threaded (``OMP_NUM_THREADS=1`` etc.), so the numbers
 measure the decomposition, not thread-level parallelism inside one rank.
@@ -139,16 +139,48 @@ class SyntheticWorkload:
         return q
 
 
-def make_model_workload(local_ids, comm, params):  # pragma: no cover - hook for the lead
-    """TODO(lead): return an object with ``step(forcing_t) -> runoff`` running the real model.
+class ModelWorkload:
+    """The real BmiDeltaModel (bundled network, float64, one thread) over this rank's units, daily steps."""
 
-    Build ``BmiDeltaModel`` over ``local_ids`` only (each rank its own units,
-    ``torch.set_num_threads(1)``), feed ``forcing_t`` (rows = ``local_ids``)
-    through ``set_value`` and call ``update()``; return the runoff rows.
-    """
-    raise NotImplementedError(
-        "--workload model needs the coupler run loop and BmiDeltaModel; fill in make_model_workload()"
-    )
+    def __init__(self, local_ids, rank: int):
+        import tempfile
+
+        import torch
+        import yaml
+
+        from bmi_dhydro import BmiDeltaModel
+        from bmi_dhydro.datasets import DEFAULT_ATTRIBUTES, read_camels
+
+        torch.set_num_threads(1)
+        camels = read_camels(start="2000-01-01", end="2000-01-02")  # attribute values of the bundled basins
+        # per-unit values depend on the unit id only, so every rank count models the same domain
+        num = np.array([int(str(u).split("-")[-1]) for u in local_ids])
+        pick = (num * 7919) % camels.sizes["basin"]
+        cfg = {
+            "units": {"ids": list(local_ids), "area_km2": (1.0 + (num * 37) % 100 / 10.0).tolist(),
+                      "lat": camels["lat"].values[pick].tolist(), "lon": camels["lon"].values[pick].tolist(),
+                      "attributes": {a: camels[a].values[pick].tolist() for a in DEFAULT_ATTRIBUTES}},
+            "time": {"time_step": 86400, "start": "2000-01-01 00:00:00"},
+            "threads": 1,
+        }
+        path = Path(tempfile.mkdtemp()) / f"rank{rank}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        self.bmi = BmiDeltaModel()
+        self.bmi.initialize(str(path))
+        self.out = self.bmi.get_value_ptr("land_surface_water__runoff_depth")
+
+    def step(self, forcing_t: np.ndarray) -> np.ndarray:
+        self.bmi.set_value("atmosphere_water__liquid_equivalent_precipitation_rate", forcing_t[:, 0] / 86400.0)
+        self.bmi.set_value("land_surface_air__temperature", np.clip(forcing_t[:, 1], -40, 45) + 273.15)
+        self.bmi.update()
+        return self.out.copy()
+
+
+def make_model_workload(local_ids, comm, params):
+    """The real model over the rank's units (``--workload model``)."""
+    from coupler import mpi as cm
+
+    return ModelWorkload(local_ids, cm.rank_and_size(comm)[0])
 
 
 # --------------------------------------------------------------------------- #

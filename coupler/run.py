@@ -267,9 +267,11 @@ class Coupler:
     # -- stepping ----------------------------------------------------------------------------------------------------
     def _sample_sources(self, t: float, dt: float) -> dict:
         needed: dict[str, set] = {}
+        hold_ok: dict[str, bool] = {}
         for conn, sc, sv, *_ in self.links:
             if sc in self.sources:
                 needed.setdefault(sc, set()).add(sv)
+                hold_ok[sc] = hold_ok.get(sc, True) and conn.beyond_data == "hold"
         samples = {}
         for sc, names in needed.items():
             comp = self.components[sc]
@@ -278,6 +280,8 @@ class Coupler:
             while comp.get_current_time() < t_end - 1e-6:
                 for v in names:
                     acc[v].append(np.array(comp.get_value_ptr(v), dtype="float64").reshape(-1))
+                if hold_ok[sc] and comp.get_current_time() + comp.get_time_step() > comp.get_end_time() + 1e-6:
+                    break  # past the end of the source's data: its last value is held (beyond_data: hold)
                 comp.update()
             for v in names:
                 if acc[v]:

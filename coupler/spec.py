@@ -76,6 +76,7 @@ class ConnectionSpec(_Strict):
     unmapped: Literal["error", "nan"] = "error"
     units: str | None = None  # override the source's units
     time: Literal["mean", "hold"] = "mean"
+    beyond_data: Literal["error", "hold"] = "error"  # past the source's end time: fail, or persist its last value
 
     @field_validator("source", "destination")
     @classmethod
