@@ -2,13 +2,12 @@
 
 __version__ = "0.1.0"
 
+# imported eagerly: ngen (python_type "bmi_dhydro.BmiDeltaModel") and bmi-tester look the class up in this module
+from .bmi import BmiDeltaModel  # noqa: E402
+
 
 def __getattr__(name):
     # lazy imports keep `import bmi_dhydro` cheap for hosts that only need metadata
-    if name == "BmiDeltaModel":
-        from .bmi import BmiDeltaModel
-
-        return BmiDeltaModel
     if name in ("DeltaModel", "ModelConfig", "ModelState"):
         from . import model
 

@@ -228,6 +228,7 @@ class BmiDeltaModel(Bmi):
             return
         # the inputs hold for every step; a failure part-way leaves the state as it was before this call
         snapshot = self.stepper.state_arrays()
+        tape_len = None if self.stepper.tape is None else len(self.stepper.tape)
         depth = np.zeros(self.n)
         try:
             for _ in range(n):
@@ -235,6 +236,8 @@ class BmiDeltaModel(Bmi):
                 depth += self._buf[RUNOFF_DEPTH]
         except BaseException:
             self.stepper.load_state_arrays(snapshot)
+            if tape_len is not None:
+                del self.stepper.tape[tape_len:]
             self._refresh_outputs()
             raise
         # ngen calls update_until(t0 + its step) when its step differs from ours and reads the runoff depth as the

@@ -2,7 +2,14 @@
 
 ngen loads the model as ``"name": "bmi_python"`` with ``"python_type": "bmi_dhydro.BmiDeltaModel"``, one
 instance per catchment, each initialised with its own YAML file.  The realization maps ngen's AORC forcing
-fields onto the model's input names; precipitation is mapped from ``APCP_surface`` (see the examples' README).
+fields onto the model's input names.
+
+Precipitation is mapped from ``precip_rate`` by default.  ngen's CSV forcing provider declares ``precip_rate`` as
+``mm s^-1`` (converted exactly to the model's ``mm s-1``) but ``APCP_surface`` as ``kg m^-2``, an amount per
+forcing step that UDUNITS cannot convert to a rate: ngen then warns and passes the raw value, i.e. mm per hour
+read as mm per second (3600x too much rain).  Forcing whose ``precip_rate`` column is wrong (ngen's cat-27/52/67
+sample, where it is 1000x too small) must be corrected first (``precip_rate = APCP_surface / 3600``); pass
+``precip_field="APCP_surface"`` only for forcing that stores a rate in kg m-2 s-1 under that name.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ PYTHON_TYPE = "bmi_dhydro.BmiDeltaModel"
 MAIN_OUTPUT = "land_surface_water__runoff_depth"
 
 
-def realization(init_config_pattern: str, forcing_pattern: str, start: str, end: str, output_interval: int = 3600) -> dict:
+def realization(init_config_pattern: str, forcing_pattern: str, start: str, end: str, output_interval: int = 3600,
+                precip_field: str = "precip_rate") -> dict:
     return {
         "global": {
             "formulations": [
@@ -32,10 +40,13 @@ def realization(init_config_pattern: str, forcing_pattern: str, start: str, end:
                         "main_output_variable": MAIN_OUTPUT,
                         "uses_forcing_file": False,
                         "variables_names_map": {
-                            "atmosphere_water__liquid_equivalent_precipitation_rate": "APCP_surface",
+                            "atmosphere_water__liquid_equivalent_precipitation_rate": precip_field,
                             "land_surface_air__temperature": "TMP_2maboveground",
                         },
                         "registration_function": "none",
+                        # ngen's mass-balance protocol (ngen::mass_*): float64 rounding is ~1e-16 m, above ngen's
+                        # default tolerance of 1e-16
+                        "mass_balance": {"check": True, "tolerance": 1e-12, "frequency": 1, "fatal": False},
                     },
                 }
             ],
@@ -46,7 +57,8 @@ def realization(init_config_pattern: str, forcing_pattern: str, start: str, end:
 
 
 def write_ngen_configs(hydrofabric, out, attributes=None, forcing_pattern="./forcing/{{id}}.csv", checkpoint=None,
-                       layer=None, id_field=None, start="2015-12-01 00:00:00", end="2015-12-30 23:00:00") -> list[Path]:
+                       layer=None, id_field=None, start="2015-12-01 00:00:00", end="2015-12-30 23:00:00",
+                       precip_field="precip_rate") -> list[Path]:
     """Write ``OUT/config/<id>.yaml`` for every divide and ``OUT/realization.json``.  Returns the written paths."""
     hydrofabric = Path(hydrofabric).resolve()
     out = Path(out)
@@ -69,7 +81,7 @@ def write_ngen_configs(hydrofabric, out, attributes=None, forcing_pattern="./for
         p = out / "config" / f"{uid}.yaml"
         p.write_text(yaml.safe_dump(cfg, sort_keys=False))
         written.append(p)
-    real = realization("./config/{{id}}.yaml", forcing_pattern, start, end)
+    real = realization("./config/{{id}}.yaml", forcing_pattern, start, end, precip_field=precip_field)
     rp = out / "realization.json"
     rp.write_text(json.dumps(real, indent=2))
     written.append(rp)

@@ -187,10 +187,10 @@ class Stepper:
         pet = self._pet_mm(tmean)
         forcing = torch.as_tensor(np.stack([self.acc_p, tmean, pet], axis=-1), dtype=self.dtype)
         prep = self._prepared()
+        self.state, out = self.model.advance(self.state, forcing, prep)
         if self.tape is not None:  # gradient window: keep what the model saw (see bmi_dhydro.gradients)
             self.tape.append(forcing.clone())
         self.last_forcing = forcing
-        self.state, out = self.model.advance(self.state, forcing, prep)
         self.last_out = out
         runoff = out["runoff"].double().numpy()
         et = out["et"].double().numpy()

@@ -1,0 +1,1231 @@
+"""Fast HBV: a fused C++ time loop with a hand-derived, checkpointed backward, behind a torch autograd Function.
+
+:func:`hbv_unroll` runs :func:`bmi_dhydro.physics.hbv.step` over a whole sequence and returns component means;
+it is a drop-in for the physics loop of ``DeltaModel.unroll``::
+
+    state, out = hbv_unroll(state, forcings, static, dynamic, capillary, outputs=("q", "et"))
+
+* ``state`` — :class:`~bmi_dhydro.physics.hbv.HbvState`, each store ``(n, nmul)``;
+* ``forcings`` — ``(T, n, 3)``: precipitation (mm per step), temperature (°C), PET (mm per step);
+* ``static`` — parameter name → tensor broadcastable to ``(n, nmul)``;
+* ``dynamic`` — parameter name → tensor broadcastable to ``(T, n, nmul)`` (time-varying parameters);
+* every parameter already scaled to the step (:func:`~bmi_dhydro.physics.hbv.scale_rates`), as for ``step``;
+* returns the end state (each ``(n, nmul)``) and ``outputs`` as component means ``(T, n)``: fluxes of the step
+  (``q q0 q1 q2 et leak recharge excess perc capillary``, mm per step) and stores after it
+  (``snowpack meltwater sm suz slz``, mm).
+
+It is differentiable with respect to the initial state, the forcings and every parameter.  dtype (float32 or
+float64) follows the inputs.
+
+Engines (``engine=``):
+
+* ``"fast"`` — the C++ kernel.  CPU tensors in float32/float64 only; raises ``RuntimeError`` with the reason when
+  it cannot run.
+* ``"eager"`` — a loop over :func:`~bmi_dhydro.physics.hbv.step` (the reference; any device and dtype).
+* ``"auto"`` (default) — ``"fast"`` where it can run, otherwise ``"eager"``, logging the reason once (logger
+  ``bmi_dhydro.physics.fast``).  ``BMI_DHYDRO_FAST=0`` in the environment switches the kernel off.
+
+How the kernel works
+--------------------
+Every (unit, component) pair is an independent column: its five stores stay in registers/L1 for the whole time
+loop, units are split over ``torch.get_num_threads()`` threads, and the ``nmul`` components of a unit are
+processed as SIMD lanes.  The arithmetic is the eager step's, in the same order and the same precision (float32
+data is computed in float32, with no fused multiply-adds); only ``x**b`` is evaluated differently, as
+``exp(b·log x)`` in double precision from a branch-free log/exp (correctly rounded to float32 in float32; about
+1e-15 relative in float64).  ``clamp``/``max``/``min`` and the soil-moisture floor are the same operations, so
+mass balance holds exactly as in the eager step.
+
+Backward (a hand-derived adjoint of the step, with torch's conventions at kinks: ``minimum`` splits the gradient
+in half on ties, ``clamp`` passes it on the boundary, ``pow`` follows ``torch.pow``).  The forward pass stores
+only the states at the start of every chunk of ``chunk`` steps (``5·n·nmul`` values per chunk).  The backward
+pass walks the chunks backwards; for each unit it recomputes the chunk forward from its start state into a small
+per-thread scratch (states and the ``pow``/``log`` values), then runs the adjoint backwards through the chunk.
+Memory is therefore ``O(T/chunk · n · nmul)`` instead of the eager graph's dozens of tensors per step, and there
+is no autograd graph per step.  Double backward is not supported.
+
+The C++ source is embedded below; it is compiled once per machine with the system C++ compiler (``$CXX``, else
+``c++``/``g++``/``clang++``) into a cache folder (``$BMI_DHYDRO_CACHE``, else ``$XDG_CACHE_HOME/bmi_dhydro`` or
+``~/.cache/bmi_dhydro``) and loaded with ctypes; it needs no torch headers.  On load a short self-test compares
+it with the eager step; a failure disables it with the reason logged.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from .hbv import SM_FLOOR, VARIANT_PARAMS, HbvState, step
+
+logger = logging.getLogger(__name__)
+
+#: Parameter slots of the kernel, in its order.
+KERNEL_PARAMS: tuple[str, ...] = (
+    "BETA", "FC", "K0", "K1", "K2", "LP", "PERC", "UZL", "TT", "CFMAX", "CFR", "CWH", "BETAET", "C",
+)
+#: Outputs (component means per step) the kernel can produce, in its order.
+FAST_OUTPUTS: tuple[str, ...] = (
+    "q", "q0", "q1", "q2", "et", "leak", "recharge", "excess", "perc", "capillary",
+    "snowpack", "meltwater", "sm", "suz", "slz",
+)
+STATE_FIELDS = ("snowpack", "meltwater", "sm", "suz", "slz")
+ENGINES = ("auto", "fast", "eager")
+#: Default number of steps between stored states in the backward pass.
+DEFAULT_CHUNK = 64
+_MAX_NMUL = 4096
+
+# ----------------------------------------------------------------------------------------------------------------
+# C++ source
+# ----------------------------------------------------------------------------------------------------------------
+
+_SOURCE = r"""
+// bmi-dhydro fused HBV kernel (source embedded in bmi_dhydro/physics/fast.py; this is a build-cache copy).
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <thread>
+#include <vector>
+
+#if defined(__FMA__) || defined(__aarch64__) || defined(__ARM_FEATURE_FMA)
+#define HBV_FMA(a, b, c) __builtin_fma((a), (b), (c))
+#else
+#define HBV_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+#define HBV_INLINE inline __attribute__((always_inline))
+
+namespace {
+
+enum { P_BETA, P_FC, P_K0, P_K1, P_K2, P_LP, P_PERC, P_UZL, P_TT, P_CFMAX, P_CFR, P_CWH, P_BETAET, P_C, NP };
+enum { O_Q, O_Q0, O_Q1, O_Q2, O_ET, O_LEAK, O_RECH, O_EXCESS, O_PERC, O_CAP, O_SP, O_MW, O_SM, O_SUZ, O_SLZ, NO };
+constexpr int NS = 5;    // stores
+constexpr int NSCR = 9;  // scratch per element and step: 5 start states, pw, log x, pe, log y
+
+struct Args {  // mirrored by _Args in fast.py
+  int64_t n_t, n_units, nmul, chunk, n_threads, capillary;
+  const void* forcing;        // (T, n, 3)
+  const void* state_in[NS];   // (n, nmul)
+  void* state_out[NS];        // (n, nmul) or null
+  const void* param[NP];      // (n, nmul) static or (T, n, nmul) dynamic
+  int64_t param_dynamic[NP];
+  void* out[NO];              // (T, n) component means, or null
+  void* ckpt;                 // (n_chunks, NS, n, nmul) states at chunk starts, or null
+  const void* g_out[NO];      // (T, n) or null
+  const void* g_state_out[NS];// (n, nmul) or null
+  void* g_state_in[NS];       // (n, nmul) or null
+  void* g_forcing;            // (T, n, 3) or null
+  void* g_param[NP];          // shaped as param, or null
+};
+
+HBV_INLINE double as_double(uint64_t b) { double d; std::memcpy(&d, &b, 8); return d; }
+HBV_INLINE uint64_t as_bits(double d) { uint64_t b; std::memcpy(&b, &d, 8); return b; }
+
+constexpr double LN2_HI = 6.93147180369123816490e-01;  // 0x3fe62e42fee00000: n * LN2_HI is exact for |n| < 2^20
+constexpr double LN2_LO = 1.90821492927058770002e-10;
+constexpr double TWO52 = 4503599627370496.0;
+constexpr double ROUNDER = 6755399441055744.0;         // 1.5 * 2^52: (x + R) - R rounds to nearest integer
+
+// Natural logarithm as an unevaluated sum hi + lo (about 2^-70 relative), branch-free so loops vectorise.
+// log(0) = -inf, log(<0) = log(NaN) = NaN, log(inf) = inf (in hi; lo is then 0).
+HBV_INLINE void hbv_log2(double x, double& hi, double& lo) {
+  const bool sub = x < 2.2250738585072014e-308;
+  const double xs = sub ? x * 18014398509481984.0 : x;   // 2^54 lifts subnormals
+  const uint64_t bits = as_bits(xs);
+  // exponent as a double without an int->double conversion
+  double e = as_double((bits >> 52) | 0x4330000000000000ULL) - TWO52 - 1023.0;
+  e = sub ? e - 54.0 : e;
+  double m = as_double((bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);  // [1, 2)
+  const bool big = m > 1.4142135623730951;
+  m = big ? m * 0.5 : m;
+  e = big ? e + 1.0 : e;
+  // log(1 + f) = f + (s (hfsq + R) - hfsq), s = f / (2 + f), R = 2 atanh(s)/s - 2 (fdlibm's decomposition)
+  const double f = m - 1.0;                  // exact, |f| < 0.415
+  const double s = f / (2.0 + f);            // |s| < 0.1716
+  const double z = s * s;
+  double p = 2.0 / 25.0;
+  p = HBV_FMA(p, z, 2.0 / 23.0); p = HBV_FMA(p, z, 2.0 / 21.0); p = HBV_FMA(p, z, 2.0 / 19.0);
+  p = HBV_FMA(p, z, 2.0 / 17.0); p = HBV_FMA(p, z, 2.0 / 15.0); p = HBV_FMA(p, z, 2.0 / 13.0);
+  p = HBV_FMA(p, z, 2.0 / 11.0); p = HBV_FMA(p, z, 2.0 / 9.0);  p = HBV_FMA(p, z, 2.0 / 7.0);
+  p = HBV_FMA(p, z, 2.0 / 5.0);  p = HBV_FMA(p, z, 2.0 / 3.0);
+  const double R = z * p;
+  const double hfsq = 0.5 * f * f;
+  const double corr = s * (hfsq + R) - hfsq;
+  // e ln2_hi + f, exactly as a two-sum; the small terms go to lo
+  const double A = e * LN2_HI;               // exact
+  const double S = A + f;
+  const double bb = S - A;
+  const double err = (A - (S - bb)) + (f - bb);
+  const double small = err + (e * LN2_LO + corr);   // |small| < |S|
+  double h = S + small;                               // renormalise: h carries the value, l the rest
+  double l = small - (h - S);
+  // special cases as nested selects (no ||/&& on masks: keeps the loops vectorisable)
+  h = (x == 0.0) ? -__builtin_inf() : h;
+  h = (x < 0.0) ? __builtin_nan("") : h;
+  h = (x != x) ? x : h;
+  h = (x == __builtin_inf()) ? x : h;
+  const bool finite = (h - h) == 0.0;
+  l = finite ? l : 0.0;
+  hi = h;
+  lo = l;
+}
+
+HBV_INLINE double hbv_log(double x) { double h, l; hbv_log2(x, h, l); return h + l; }
+
+// 2^k for an integral double k in [-1022, 1023], by building the exponent bits.
+HBV_INLINE double pow2i(double k) { return as_double(as_bits(k + (1023.0 + TWO52)) << 52); }
+
+// exp, branch-free (vectorisable), about 1 ulp; overflows to inf and underflows to 0 like exp().
+HBV_INLINE double hbv_exp(double y) {
+  const bool nan = y != y;
+  double yc = y > 709.9 ? 709.9 : y;
+  yc = yc < -746.0 ? -746.0 : yc;
+  yc = nan ? 0.0 : yc;
+  const double nd = (yc * 1.4426950408889634 + ROUNDER) - ROUNDER;
+  const double r = (yc - nd * LN2_HI) - nd * LN2_LO;     // |r| <= 0.3466
+  double p = 1.0 / 6227020800.0;                        // 1/13!
+  p = HBV_FMA(p, r, 1.0 / 479001600.0); p = HBV_FMA(p, r, 1.0 / 39916800.0); p = HBV_FMA(p, r, 1.0 / 3628800.0);
+  p = HBV_FMA(p, r, 1.0 / 362880.0);    p = HBV_FMA(p, r, 1.0 / 40320.0);    p = HBV_FMA(p, r, 1.0 / 5040.0);
+  p = HBV_FMA(p, r, 1.0 / 720.0);       p = HBV_FMA(p, r, 1.0 / 120.0);      p = HBV_FMA(p, r, 1.0 / 24.0);
+  p = HBV_FMA(p, r, 1.0 / 6.0);         p = HBV_FMA(p, r, 0.5);              p = HBV_FMA(p, r, 1.0);
+  p = HBV_FMA(p, r, 1.0);
+  const double n1 = (nd * 0.5 + ROUNDER) - ROUNDER;    // split 2^n = 2^n1 2^n2, both in range
+  const double n2 = nd - n1;
+  const double out = p * pow2i(n1) * pow2i(n2);
+  return nan ? y : out;
+}
+
+// error of the product a*b: a*b == p + two_prod_err(a, b, p) exactly
+HBV_INLINE double two_prod_err(double a, double b, double p) {
+#if defined(__FMA__) || defined(__aarch64__) || defined(__ARM_FEATURE_FMA)
+  return __builtin_fma(a, b, -p);
+#else
+  const double c = 134217729.0;  // Dekker/Veltkamp split
+  const double ta = c * a, ah = ta - (ta - a), al = a - ah;
+  const double tb = c * b, bh = tb - (tb - b), bl = b - bh;
+  return ((ah * bh - p) + ah * bl + al * bh) + al * bl;
+#endif
+}
+
+// x ** b as torch.pow for x >= 0 (about 1 ulp): x == 0 gives 0 (b > 0), 1 (b == 0), inf (b < 0).  Also log x.
+HBV_INLINE double hbv_pow(double x, double b, double& lx) {
+  double h, l;
+  hbv_log2(x, h, l);
+  lx = h + l;
+  const double yh = b * h;
+  double yl = two_prod_err(b, h, yh) + b * l;
+  yl = ((yh - yh) == 0.0) ? yl : 0.0;        // inf/NaN exponent: no correction
+  const double r = hbv_exp(yh) * (1.0 + yl);   // exp(yh + yl) = exp(yh)(1 + yl), |yl| < 1e-13
+  return (b == 0.0) ? 1.0 : r;
+}
+
+template <class T> HBV_INLINE T max0(T a) { return a < T(0) ? T(0) : a; }                 // clamp(min=0)
+template <class T> HBV_INLINE T tmin(T a, T b) { T r = a < b ? a : b; return (a != a) ? a : r; }  // torch.minimum
+template <class T> HBV_INLINE T clamp01(T a) { T v = a < T(0) ? T(0) : a; return v > T(1) ? T(1) : v; }
+// torch.minimum backward: share of the gradient going to a (the rest, or half on ties, to b)
+template <class T> HBV_INLINE T wa(T a, T b) { return a == b ? T(0.5) : (a > b ? T(0) : T(1)); }
+template <class T> HBV_INLINE T wb(T a, T b) { return a == b ? T(0.5) : (a < b ? T(0) : T(1)); }
+
+template <class T>
+struct Fw {
+  // inputs
+  T sp, mw, sm, suz, slz, P, Tc, E;
+  T BETA, FC, K0, K1, K2, LP, PERC, UZL, TT, CFMAX, CFR, CWH, BETAET, C;
+  // intermediates
+  bool crain;
+  T rain, snow, sp1, a1, m1, melt, mw1, sp2, cc2, dtr, a2, r1, refr, sp3, mw2, a3, tosoil, mw3;
+  T x, pw, lx, wet, infil, rech, sm1, a4, excess, sm2, LF, y, pe, ly, ef, d, et, sa, sm3, leak;
+  T z, zc, Cs, om, cc, cap, sm4, slz1;
+  T suz1, perc, suz2, a5, m5, q0, suz3, q1, suz4, slz2, q2, slz3, q;
+};
+
+// One HBV step, the same operations in the same order as physics.hbv.step.  With STORED the pow/log values
+// are taken from w (the backward recompute), otherwise they are computed.
+template <class T, bool STORED, bool CAP>
+HBV_INLINE void fw_step(Fw<T>& w) {
+  w.crain = w.Tc >= w.TT;
+  w.rain = w.crain ? w.P : T(0);
+  w.snow = w.P - w.rain;
+  w.sp1 = w.sp + w.snow;
+  w.a1 = w.CFMAX * (w.Tc - w.TT);
+  w.m1 = max0(w.a1);
+  w.melt = tmin(w.m1, w.sp1);
+  w.mw1 = w.mw + w.melt;
+  w.sp2 = w.sp1 - w.melt;
+  w.cc2 = w.CFR * w.CFMAX;
+  w.dtr = w.TT - w.Tc;
+  w.a2 = w.cc2 * w.dtr;
+  w.r1 = max0(w.a2);
+  w.refr = tmin(w.r1, w.mw1);
+  w.sp3 = w.sp2 + w.refr;
+  w.mw2 = w.mw1 - w.refr;
+  w.a3 = w.mw2 - w.CWH * w.sp3;
+  w.tosoil = max0(w.a3);
+  w.mw3 = w.mw2 - w.tosoil;
+  w.x = w.sm / w.FC;
+  if (!STORED) { double l; w.pw = T(hbv_pow(double(w.x), double(w.BETA), l)); w.lx = T(l); }
+  w.wet = clamp01(w.pw);
+  w.infil = w.rain + w.tosoil;
+  w.rech = w.infil * w.wet;
+  w.sm1 = (w.sm + w.infil) - w.rech;
+  w.a4 = w.sm1 - w.FC;
+  w.excess = max0(w.a4);
+  w.sm2 = w.sm1 - w.excess;
+  w.LF = w.LP * w.FC;
+  w.y = w.sm2 / w.LF;
+  if (!STORED) { double l; w.pe = T(hbv_pow(double(w.y), double(w.BETAET), l)); w.ly = T(l); }
+  w.ef = clamp01(w.pe);
+  w.d = w.E * w.ef;
+  w.et = tmin(w.sm2, w.d);
+  w.sa = w.sm2 - w.et;
+  w.sm3 = w.sa < T(HBV_SM_FLOOR) ? T(HBV_SM_FLOOR) : w.sa;
+  w.leak = w.sm3 - w.sa;
+  if (CAP) {
+    w.z = w.sm3 / w.FC;
+    w.zc = w.z > T(1) ? T(1) : w.z;
+    w.Cs = w.C * w.slz;
+    w.om = T(1) - w.zc;
+    w.cc = w.Cs * w.om;
+    w.cap = tmin(w.slz, w.cc);
+    w.sm4 = w.sm3 + w.cap;
+    w.slz1 = w.slz - w.cap;
+  } else {
+    w.cap = T(0);
+    w.sm4 = w.sm3;
+    w.slz1 = w.slz;
+  }
+  w.suz1 = (w.suz + w.rech) + w.excess;
+  w.perc = tmin(w.suz1, w.PERC);
+  w.suz2 = w.suz1 - w.perc;
+  w.a5 = w.suz2 - w.UZL;
+  w.m5 = max0(w.a5);
+  w.q0 = w.K0 * w.m5;
+  w.suz3 = w.suz2 - w.q0;
+  w.q1 = w.K1 * w.suz3;
+  w.suz4 = w.suz3 - w.q1;
+  w.slz2 = w.slz1 + w.perc;
+  w.q2 = w.K2 * w.slz2;
+  w.slz3 = w.slz2 - w.q2;
+  w.q = (w.q0 + w.q1) + w.q2;
+}
+
+// d/dx of x**b given r = x**b and log x, as torch.pow's backward (b * x**(b-1), 0 where b == 0)
+template <class T> HBV_INLINE T dpow_dx(T x, T b, T r) {
+  T xm1;  // x ** (b - 1)
+  if (x > T(0)) xm1 = r / x;
+  else xm1 = (b == T(1)) ? T(1) : (b > T(1) ? T(0) : T(__builtin_inf()));
+  return b == T(0) ? T(0) : b * xm1;
+}
+template <class T> HBV_INLINE T dpow_db(T x, T b, T r, T lx) {
+  const T v = r * lx;
+  const T at0 = b >= T(0) ? T(0) : v;
+  return x == T(0) ? at0 : v;
+}
+// gradient through clamp(v, 0, 1): passes where 0 <= v <= 1
+template <class T> HBV_INLINE T pass01(T v, T g) { const T g1 = v >= T(0) ? g : T(0); return v <= T(1) ? g1 : T(0); }
+
+// Adjoint of fw_step.  gs[] holds the adjoints of the new state on entry and of the start state on exit;
+// go[] the adjoints of this step's outputs (already divided by nmul); gp[] receives the parameter adjoints.
+template <class T, bool CAP>
+HBV_INLINE void bw_step(const Fw<T>& w, T gs[NS], const T go[NO], T gp[NP], T& gP, T& gT, T& gE) {
+  T g_sp3 = gs[0] + go[O_SP];
+  T g_mw3 = gs[1] + go[O_MW];
+  T g_sm4 = gs[2] + go[O_SM];
+  T g_suz4 = gs[3] + go[O_SUZ];
+  T g_slz3 = gs[4] + go[O_SLZ];
+  T g_q0 = go[O_Q0] + go[O_Q];
+  T g_q1 = go[O_Q1] + go[O_Q];
+  T g_q2 = go[O_Q2] + go[O_Q];
+  // slz3 = slz2 - q2 ; q2 = K2 slz2
+  T g_slz2 = g_slz3;
+  g_q2 = g_q2 - g_slz3;
+  gp[P_K2] = g_q2 * w.slz2;
+  g_slz2 = g_slz2 + g_q2 * w.K2;
+  // slz2 = slz1 + perc
+  T g_slz1 = g_slz2;
+  T g_perc = go[O_PERC] + g_slz2;
+  // suz4 = suz3 - q1 ; q1 = K1 suz3
+  T g_suz3 = g_suz4;
+  g_q1 = g_q1 - g_suz4;
+  gp[P_K1] = g_q1 * w.suz3;
+  g_suz3 = g_suz3 + g_q1 * w.K1;
+  // suz3 = suz2 - q0 ; q0 = K0 m5 ; m5 = max(a5, 0) ; a5 = suz2 - UZL
+  T g_suz2 = g_suz3;
+  g_q0 = g_q0 - g_suz3;
+  gp[P_K0] = g_q0 * w.m5;
+  T g_m5 = g_q0 * w.K0;
+  T g_a5 = w.a5 >= T(0) ? g_m5 : T(0);
+  g_suz2 = g_suz2 + g_a5;
+  gp[P_UZL] = -g_a5;
+  // suz2 = suz1 - perc ; perc = min(suz1, PERC)
+  T g_suz1 = g_suz2;
+  g_perc = g_perc - g_suz2;
+  g_suz1 = g_suz1 + g_perc * wa(w.suz1, w.PERC);
+  gp[P_PERC] = g_perc * wb(w.suz1, w.PERC);
+  // suz1 = suz + rech + excess
+  T g_suz = g_suz1;
+  T g_rech = go[O_RECH] + g_suz1;
+  T g_excess = go[O_EXCESS] + g_suz1;
+  T g_sm3, g_slz;
+  T gFC = T(0);
+  if (CAP) {
+    T g_cap = (go[O_CAP] + g_sm4) - g_slz1;
+    g_sm3 = g_sm4;
+    g_slz = g_slz1;
+    g_slz = g_slz + g_cap * wa(w.slz, w.cc);
+    T g_cc = g_cap * wb(w.slz, w.cc);
+    T g_Cs = g_cc * w.om;
+    T g_om = g_cc * w.Cs;
+    gp[P_C] = g_Cs * w.slz;
+    g_slz = g_slz + g_Cs * w.C;
+    T g_z = w.z <= T(1) ? -g_om : T(0);
+    g_sm3 = g_sm3 + g_z / w.FC;
+    gFC = gFC - g_z * w.sm3 / (w.FC * w.FC);
+  } else {
+    g_sm3 = g_sm4;
+    g_slz = g_slz1;
+    gp[P_C] = T(0);
+  }
+  // leak = sm3 - sa ; sm3 = max(sa, floor)
+  g_sm3 = g_sm3 + go[O_LEAK];
+  T g_sa = -go[O_LEAK];
+  g_sa = g_sa + (w.sa >= T(HBV_SM_FLOOR) ? g_sm3 : T(0));
+  // sa = sm2 - et ; et = min(sm2, d) ; d = E ef ; ef = clamp(pe, 0, 1) ; pe = y ** BETAET ; y = sm2 / LF
+  T g_sm2 = g_sa;
+  T g_et = go[O_ET] - g_sa;
+  g_sm2 = g_sm2 + g_et * wa(w.sm2, w.d);
+  T g_d = g_et * wb(w.sm2, w.d);
+  gE = g_d * w.ef;
+  T g_ef = g_d * w.E;
+  T g_pe = pass01(w.pe, g_ef);
+  T g_y = g_pe * dpow_dx(w.y, w.BETAET, w.pe);
+  gp[P_BETAET] = g_pe * dpow_db(w.y, w.BETAET, w.pe, w.ly);
+  g_sm2 = g_sm2 + g_y / w.LF;
+  T g_LF = -g_y * w.sm2 / (w.LF * w.LF);
+  gp[P_LP] = g_LF * w.FC;
+  gFC = gFC + g_LF * w.LP;
+  // sm2 = sm1 - excess ; excess = max(a4, 0) ; a4 = sm1 - FC
+  T g_sm1 = g_sm2;
+  g_excess = g_excess - g_sm2;
+  T g_a4 = w.a4 >= T(0) ? g_excess : T(0);
+  g_sm1 = g_sm1 + g_a4;
+  gFC = gFC - g_a4;
+  // sm1 = (sm + infil) - rech ; rech = infil wet ; wet = clamp(pw, 0, 1) ; pw = x ** BETA ; x = sm / FC
+  T g_sm = g_sm1;
+  T g_infil = g_sm1;
+  g_rech = g_rech - g_sm1;
+  g_infil = g_infil + g_rech * w.wet;
+  T g_wet = g_rech * w.infil;
+  T g_pw = pass01(w.pw, g_wet);
+  T g_x = g_pw * dpow_dx(w.x, w.BETA, w.pw);
+  gp[P_BETA] = g_pw * dpow_db(w.x, w.BETA, w.pw, w.lx);
+  g_sm = g_sm + g_x / w.FC;
+  gFC = gFC - g_x * w.sm / (w.FC * w.FC);
+  gp[P_FC] = gFC;
+  // infil = rain + tosoil
+  T g_rain = g_infil;
+  T g_tosoil = g_infil;
+  // mw3 = mw2 - tosoil ; tosoil = max(a3, 0) ; a3 = mw2 - CWH sp3
+  T g_mw2 = g_mw3;
+  g_tosoil = g_tosoil - g_mw3;
+  T g_a3 = w.a3 >= T(0) ? g_tosoil : T(0);
+  g_mw2 = g_mw2 + g_a3;
+  gp[P_CWH] = -g_a3 * w.sp3;
+  g_sp3 = g_sp3 - g_a3 * w.CWH;
+  // mw2 = mw1 - refr ; sp3 = sp2 + refr ; refr = min(r1, mw1) ; r1 = max(a2, 0) ; a2 = (CFR CFMAX)(TT - Tc)
+  T g_mw1 = g_mw2;
+  T g_refr = -g_mw2;
+  T g_sp2 = g_sp3;
+  g_refr = g_refr + g_sp3;
+  T g_r1 = g_refr * wa(w.r1, w.mw1);
+  g_mw1 = g_mw1 + g_refr * wb(w.r1, w.mw1);
+  T g_a2 = w.a2 >= T(0) ? g_r1 : T(0);
+  T g_cc2 = g_a2 * w.dtr;
+  T g_dtr = g_a2 * w.cc2;
+  gp[P_CFR] = g_cc2 * w.CFMAX;
+  T gCFMAX = g_cc2 * w.CFR;
+  T gTT = g_dtr;
+  T gTc = -g_dtr;
+  // sp2 = sp1 - melt ; mw1 = mw + melt ; melt = min(m1, sp1) ; m1 = max(a1, 0) ; a1 = CFMAX (Tc - TT)
+  T g_sp1 = g_sp2;
+  T g_melt = -g_sp2;
+  T g_mw = g_mw1;
+  g_melt = g_melt + g_mw1;
+  T g_m1 = g_melt * wa(w.m1, w.sp1);
+  g_sp1 = g_sp1 + g_melt * wb(w.m1, w.sp1);
+  T g_a1 = w.a1 >= T(0) ? g_m1 : T(0);
+  gCFMAX = gCFMAX + g_a1 * (w.Tc - w.TT);
+  T g_dt1 = g_a1 * w.CFMAX;
+  gTc = gTc + g_dt1;
+  gTT = gTT - g_dt1;
+  gp[P_CFMAX] = gCFMAX;
+  gp[P_TT] = gTT;
+  gT = gTc;
+  // sp1 = sp + snow ; snow = P - rain ; rain = where(Tc >= TT, P, 0)
+  T g_sp = g_sp1;
+  T g_snow = g_sp1;
+  g_rain = g_rain - g_snow;
+  gP = g_snow + (w.crain ? g_rain : T(0));
+  gs[0] = g_sp;
+  gs[1] = g_mw;
+  gs[2] = g_sm;
+  gs[3] = g_suz;
+  gs[4] = g_slz;
+}
+
+// Units are processed in blocks of B units (B * nmul ~ 1024 columns): at each step a block reads contiguous runs
+// of the (T, n, ...) inputs and outputs, which keeps the hardware prefetchers busy, while the block's states stay
+// in L1/L2.
+inline int64_t block_units(int64_t M) { int64_t b = 1024 / M; return b < 1 ? 1 : b; }
+
+template <class T>
+struct View {
+  const Args& a;
+  int64_t n, M, nT;
+  explicit View(const Args& args) : a(args), n(args.n_units), M(args.nmul), nT(args.n_t) {}
+  const T* par(int p, int64_t t, int64_t u) const {
+    const T* base = static_cast<const T*>(a.param[p]);
+    return base + (a.param_dynamic[p] ? t * n * M : 0) + u * M;
+  }
+};
+
+#define HBV_LOAD_PARAMS(t, u)                                                                                        \
+  const T *pB = v.par(P_BETA, t, u), *pFC = v.par(P_FC, t, u), *pK0 = v.par(P_K0, t, u), *pK1 = v.par(P_K1, t, u),   \
+          *pK2 = v.par(P_K2, t, u), *pLP = v.par(P_LP, t, u), *pPE = v.par(P_PERC, t, u), *pUZ = v.par(P_UZL, t, u), \
+          *pTT = v.par(P_TT, t, u), *pCF = v.par(P_CFMAX, t, u), *pCR = v.par(P_CFR, t, u),                       \
+          *pCW = v.par(P_CWH, t, u), *pBE = v.par(P_BETAET, t, u), *pC = v.par(P_C, t, u)
+
+#define HBV_SET_PARAMS(w, m)                                                                                         \
+  w.BETA = pB[m]; w.FC = pFC[m]; w.K0 = pK0[m]; w.K1 = pK1[m]; w.K2 = pK2[m]; w.LP = pLP[m]; w.PERC = pPE[m];        \
+  w.UZL = pUZ[m]; w.TT = pTT[m]; w.CFMAX = pCF[m]; w.CFR = pCR[m]; w.CWH = pCW[m]; w.BETAET = pBE[m]; w.C = pC[m]
+
+template <class T, bool CAP>
+void forward_units(const Args& a, int64_t u0, int64_t u1) {
+  View<T> v(a);
+  const int64_t n = v.n, M = v.M, nT = v.nT, K = a.chunk, B = block_units(M), BM = B * M;
+  const T* F = static_cast<const T*>(a.forcing);
+  std::vector<T> st(NS * BM);
+  T* out[NO];
+  for (int o = 0; o < NO; ++o) out[o] = static_cast<T*>(a.out[o]);
+  T* ck = static_cast<T*>(a.ckpt);
+  const T inv_den = T(M);
+  for (int64_t ub = u0; ub < u1; ub += B) {
+    const int64_t nb = (ub + B < u1) ? B : u1 - ub;
+    for (int k = 0; k < NS; ++k)
+      std::memcpy(&st[k * BM], static_cast<const T*>(a.state_in[k]) + ub * M, nb * M * sizeof(T));
+    for (int64_t t = 0; t < nT; ++t) {
+      if (ck && t % K == 0) {
+        T* dst = ck + (t / K) * NS * n * M;
+        for (int k = 0; k < NS; ++k) std::memcpy(dst + (k * n + ub) * M, &st[k * BM], nb * M * sizeof(T));
+      }
+      for (int64_t ui = 0; ui < nb; ++ui) {
+        const int64_t u = ub + ui, j = t * n + u;
+        const T P = F[j * 3], Tc = F[j * 3 + 1], E = F[j * 3 + 2];
+        HBV_LOAD_PARAMS(t, u);
+        T* __restrict s0 = &st[ui * M];
+        T* __restrict s1 = &st[BM + ui * M];
+        T* __restrict s2 = &st[2 * BM + ui * M];
+        T* __restrict s3 = &st[3 * BM + ui * M];
+        T* __restrict s4 = &st[4 * BM + ui * M];
+        T aq = 0, aq0 = 0, aq1 = 0, aq2 = 0, aet = 0, alk = 0, arc = 0, aex = 0, apc = 0, acp = 0;
+        T a_sp = 0, a_mw = 0, a_sm = 0, a_suz = 0, a_slz = 0;
+#pragma omp simd reduction(+ : aq, aq0, aq1, aq2, aet, alk, arc, aex, apc, acp, a_sp, a_mw, a_sm, a_suz, a_slz)
+        for (int64_t m = 0; m < M; ++m) {
+          Fw<T> w;
+          w.sp = s0[m]; w.mw = s1[m]; w.sm = s2[m]; w.suz = s3[m]; w.slz = s4[m];
+          w.P = P; w.Tc = Tc; w.E = E;
+          HBV_SET_PARAMS(w, m);
+          fw_step<T, false, CAP>(w);
+          s0[m] = w.sp3; s1[m] = w.mw3; s2[m] = w.sm4; s3[m] = w.suz4; s4[m] = w.slz3;
+          aq += w.q; aq0 += w.q0; aq1 += w.q1; aq2 += w.q2; aet += w.et; alk += w.leak; arc += w.rech;
+          aex += w.excess; apc += w.perc; acp += w.cap;
+          a_sp += w.sp3; a_mw += w.mw3; a_sm += w.sm4; a_suz += w.suz4; a_slz += w.slz3;
+        }
+        const T acc[NO] = {aq, aq0, aq1, aq2, aet, alk, arc, aex, apc, acp, a_sp, a_mw, a_sm, a_suz, a_slz};
+        for (int o = 0; o < NO; ++o)
+          if (out[o]) out[o][j] = acc[o] / inv_den;
+      }
+    }
+    for (int k = 0; k < NS; ++k)
+      if (a.state_out[k]) std::memcpy(static_cast<T*>(a.state_out[k]) + ub * M, &st[k * BM], nb * M * sizeof(T));
+  }
+}
+
+template <class T, bool CAP>
+void backward_units(const Args& a, int64_t u0, int64_t u1) {
+  View<T> v(a);
+  const int64_t n = v.n, M = v.M, nT = v.nT, K = a.chunk, B = block_units(M), BM = B * M;
+  const int64_t n_chunks = (nT + K - 1) / K;
+  const int64_t SLOT = NSCR * BM;  // scratch per step: [NSCR][B * M]
+  const T* F = static_cast<const T*>(a.forcing);
+  const T* ck = static_cast<const T*>(a.ckpt);
+  std::vector<T> gst(NS * BM), gstat(NP * BM), gl(NP * M), scr((K + 1) * SLOT);
+  T* gF = static_cast<T*>(a.g_forcing);
+  for (int64_t ub = u0; ub < u1; ub += B) {
+    const int64_t nb = (ub + B < u1) ? B : u1 - ub;
+    for (int k = 0; k < NS; ++k) {
+      const T* g = static_cast<const T*>(a.g_state_out[k]);
+      if (g) std::memcpy(&gst[k * BM], g + ub * M, nb * M * sizeof(T));
+      else std::fill(gst.begin() + k * BM, gst.begin() + (k + 1) * BM, T(0));
+    }
+    std::fill(gstat.begin(), gstat.end(), T(0));
+    for (int64_t c = n_chunks - 1; c >= 0; --c) {
+      const int64_t t0 = c * K, t1 = (t0 + K < nT) ? t0 + K : nT;
+      // recompute the chunk; slot i of the scratch holds the start states of step t0 + i and its pow/log values
+      for (int k = 0; k < NS; ++k) std::memcpy(&scr[k * BM], ck + ((c * NS + k) * n + ub) * M, nb * M * sizeof(T));
+      for (int64_t t = t0; t < t1; ++t) {
+        T* slot = &scr[(t - t0) * SLOT];
+        T* next = &scr[(t - t0 + 1) * SLOT];
+        for (int64_t ui = 0; ui < nb; ++ui) {
+          const int64_t u = ub + ui, j = t * n + u;
+          const T P = F[j * 3], Tc = F[j * 3 + 1], E = F[j * 3 + 2];
+          HBV_LOAD_PARAMS(t, u);
+          T* __restrict sc = slot + ui * M;
+          T* __restrict nx = next + ui * M;
+#pragma omp simd
+          for (int64_t m = 0; m < M; ++m) {
+            Fw<T> w;
+            w.sp = sc[m]; w.mw = sc[BM + m]; w.sm = sc[2 * BM + m]; w.suz = sc[3 * BM + m]; w.slz = sc[4 * BM + m];
+            w.P = P; w.Tc = Tc; w.E = E;
+            HBV_SET_PARAMS(w, m);
+            fw_step<T, false, CAP>(w);
+            sc[5 * BM + m] = w.pw; sc[6 * BM + m] = w.lx; sc[7 * BM + m] = w.pe; sc[8 * BM + m] = w.ly;
+            nx[m] = w.sp3; nx[BM + m] = w.mw3; nx[2 * BM + m] = w.sm4; nx[3 * BM + m] = w.suz4; nx[4 * BM + m] = w.slz3;
+          }
+        }
+      }
+      // adjoint, backwards through the chunk
+      for (int64_t t = t1 - 1; t >= t0; --t) {
+        const T* slot = &scr[(t - t0) * SLOT];
+        for (int64_t ui = 0; ui < nb; ++ui) {
+          const int64_t u = ub + ui, j = t * n + u;
+          T go[NO];
+          for (int o = 0; o < NO; ++o) {
+            const T* g = static_cast<const T*>(a.g_out[o]);
+            go[o] = g ? g[j] / T(M) : T(0);
+          }
+          const T P = F[j * 3], Tc = F[j * 3 + 1], E = F[j * 3 + 2];
+          HBV_LOAD_PARAMS(t, u);
+          const T* __restrict sc = slot + ui * M;
+          T* __restrict g0 = &gst[ui * M];
+          T* __restrict g1 = &gst[BM + ui * M];
+          T* __restrict g2 = &gst[2 * BM + ui * M];
+          T* __restrict g3 = &gst[3 * BM + ui * M];
+          T* __restrict g4 = &gst[4 * BM + ui * M];
+          T* __restrict l0 = &gl[0];
+          T sP = 0, sT = 0, sE = 0;
+#pragma omp simd reduction(+ : sP, sT, sE)
+          for (int64_t m = 0; m < M; ++m) {
+            Fw<T> w;
+            w.sp = sc[m]; w.mw = sc[BM + m]; w.sm = sc[2 * BM + m]; w.suz = sc[3 * BM + m]; w.slz = sc[4 * BM + m];
+            w.pw = sc[5 * BM + m]; w.lx = sc[6 * BM + m]; w.pe = sc[7 * BM + m]; w.ly = sc[8 * BM + m];
+            w.P = P; w.Tc = Tc; w.E = E;
+            HBV_SET_PARAMS(w, m);
+            fw_step<T, true, CAP>(w);
+            T gs[NS] = {g0[m], g1[m], g2[m], g3[m], g4[m]};
+            T gp[NP];
+            T gP, gT, gE;
+            bw_step<T, CAP>(w, gs, go, gp, gP, gT, gE);
+            g0[m] = gs[0]; g1[m] = gs[1]; g2[m] = gs[2]; g3[m] = gs[3]; g4[m] = gs[4];
+            for (int p = 0; p < NP; ++p) l0[p * M + m] = gp[p];
+            sP += gP; sT += gT; sE += gE;
+          }
+          if (gF) { gF[j * 3] = sP; gF[j * 3 + 1] = sT; gF[j * 3 + 2] = sE; }
+          for (int p = 0; p < NP; ++p) {
+            if (a.param_dynamic[p]) {
+              T* dst = static_cast<T*>(a.g_param[p]);
+              if (dst) std::memcpy(dst + t * n * M + u * M, &gl[p * M], M * sizeof(T));
+            } else {
+              T* __restrict acc = &gstat[p * BM + ui * M];
+              const T* __restrict src = &gl[p * M];
+#pragma omp simd
+              for (int64_t m = 0; m < M; ++m) acc[m] += src[m];
+            }
+          }
+        }
+      }
+    }
+    for (int k = 0; k < NS; ++k) {
+      T* dst = static_cast<T*>(a.g_state_in[k]);
+      if (dst) std::memcpy(dst + ub * M, &gst[k * BM], nb * M * sizeof(T));
+    }
+    for (int p = 0; p < NP; ++p) {
+      T* dst = static_cast<T*>(a.g_param[p]);
+      if (!a.param_dynamic[p] && dst) std::memcpy(dst + ub * M, &gstat[p * BM], nb * M * sizeof(T));
+    }
+  }
+}
+
+template <class Fn>
+int run_threads(const Args& a, Fn fn) {
+  int64_t nth = a.n_threads < 1 ? 1 : a.n_threads;
+  if (nth > a.n_units) nth = a.n_units;
+  if (nth <= 1) { fn(a, 0, a.n_units); return 0; }
+  std::vector<std::thread> pool;
+  std::vector<int> failed(nth, 0);
+  const int64_t per = (a.n_units + nth - 1) / nth;
+  for (int64_t i = 1; i < nth; ++i) {
+    const int64_t u0 = i * per, u1 = (u0 + per < a.n_units) ? u0 + per : a.n_units;
+    if (u0 >= u1) break;
+    pool.emplace_back([&, u0, u1, i] { try { fn(a, u0, u1); } catch (...) { failed[i] = 1; } });
+  }
+  try { fn(a, 0, per < a.n_units ? per : a.n_units); } catch (...) { failed[0] = 1; }
+  for (auto& th : pool) th.join();
+  for (int f : failed) if (f) return 2;
+  return 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+int hbv_abi_version() { return HBV_ABI_VERSION; }
+int64_t hbv_args_size() { return static_cast<int64_t>(sizeof(Args)); }
+
+// dtype: 0 float32, 1 float64.  Returns 0 on success.
+int hbv_forward(const Args* a, int dtype) {
+  try {
+    if (dtype == 0) return a->capillary ? run_threads(*a, forward_units<float, true>) : run_threads(*a, forward_units<float, false>);
+    if (dtype == 1) return a->capillary ? run_threads(*a, forward_units<double, true>) : run_threads(*a, forward_units<double, false>);
+    return 1;
+  } catch (...) { return 2; }
+}
+
+int hbv_backward(const Args* a, int dtype) {
+  try {
+    if (dtype == 0) return a->capillary ? run_threads(*a, backward_units<float, true>) : run_threads(*a, backward_units<float, false>);
+    if (dtype == 1) return a->capillary ? run_threads(*a, backward_units<double, true>) : run_threads(*a, backward_units<double, false>);
+    return 1;
+  } catch (...) { return 2; }
+}
+
+double hbv_pow_test(double x, double b) { double l; return hbv_pow(x, b, l); }
+double hbv_log_test(double x) { return hbv_log(x); }
+double hbv_exp_test(double y) { return hbv_exp(y); }
+
+}  // extern "C"
+"""
+
+_ABI_VERSION = 1
+_NS, _NP, _NO = 5, len(KERNEL_PARAMS), len(FAST_OUTPUTS)
+
+
+class _Args(ctypes.Structure):
+    _fields_ = [
+        ("n_t", ctypes.c_int64),
+        ("n_units", ctypes.c_int64),
+        ("nmul", ctypes.c_int64),
+        ("chunk", ctypes.c_int64),
+        ("n_threads", ctypes.c_int64),
+        ("capillary", ctypes.c_int64),
+        ("forcing", ctypes.c_void_p),
+        ("state_in", ctypes.c_void_p * _NS),
+        ("state_out", ctypes.c_void_p * _NS),
+        ("param", ctypes.c_void_p * _NP),
+        ("param_dynamic", ctypes.c_int64 * _NP),
+        ("out", ctypes.c_void_p * _NO),
+        ("ckpt", ctypes.c_void_p),
+        ("g_out", ctypes.c_void_p * _NO),
+        ("g_state_out", ctypes.c_void_p * _NS),
+        ("g_state_in", ctypes.c_void_p * _NS),
+        ("g_forcing", ctypes.c_void_p),
+        ("g_param", ctypes.c_void_p * _NP),
+    ]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Build and load
+# ----------------------------------------------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_kernel: ctypes.CDLL | None = None
+_kernel_error: str | None = None
+_logged: set[str] = set()
+
+
+def _cache_dir() -> Path:
+    env = os.environ.get("BMI_DHYDRO_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "bmi_dhydro"
+
+
+def _compiler() -> str | None:
+    env = os.environ.get("CXX")
+    if env:
+        return shutil.which(env) or (env if Path(env).is_file() else None)
+    for name in ("c++", "g++", "clang++"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _cpu_signature() -> str:
+    """Identifies the instruction set the build targets (-march=native), so a shared cache never mixes CPUs."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    return line.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _source_text() -> str:
+    header = f"#define HBV_ABI_VERSION {_ABI_VERSION}\n#define HBV_SM_FLOOR {SM_FLOOR!r}\n"
+    return header + _SOURCE
+
+
+def _compile(cxx: str, src: Path, out: Path, native: bool) -> subprocess.CompletedProcess:
+    flags = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-fopenmp-simd", "-ffp-contract=off",
+             "-fno-math-errno", "-fno-trapping-math"]
+    if native:
+        flags.append("-march=native")
+    cmd = [cxx, *flags, str(src), "-o", str(out)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def _build() -> ctypes.CDLL:
+    if os.environ.get("BMI_DHYDRO_FAST", "1").strip().lower() in ("0", "false", "no", "off"):
+        raise RuntimeError("switched off by BMI_DHYDRO_FAST=0")
+    cxx = _compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (set CXX, or install g++ or clang++)")
+    try:
+        version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RuntimeError(f"C++ compiler {cxx} does not run: {exc}") from exc
+    source = _source_text()
+    key = hashlib.sha256("\0".join([source, cxx, version, _cpu_signature(), sys.platform]).encode()).hexdigest()[:20]
+    suffix = ".dll" if sys.platform == "win32" else ".so"
+    cache = _cache_dir()
+    candidates = [cache, Path(tempfile.gettempdir()) / f"bmi_dhydro-{os.getuid() if hasattr(os, 'getuid') else 'u'}"]
+    last_error = ""
+    for folder in candidates:
+        lib_path = folder / f"hbv_kernel_{key}{suffix}"
+        if not lib_path.is_file():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryDirectory(dir=folder) as tmp:
+                    src = Path(tmp) / "hbv_kernel.cpp"
+                    src.write_text(source)
+                    tmp_lib = Path(tmp) / lib_path.name
+                    res = _compile(cxx, src, tmp_lib, native=True)
+                    if res.returncode != 0:
+                        res = _compile(cxx, src, tmp_lib, native=False)
+                    if res.returncode != 0:
+                        raise RuntimeError(f"compiling the kernel with {cxx} failed:\n{res.stderr.strip()[-2000:]}")
+                    os.replace(tmp_lib, lib_path)  # atomic: concurrent builders end with one complete file
+            except OSError as exc:
+                last_error = f"cannot write the kernel cache in {folder}: {exc}"
+                continue
+        lib = ctypes.CDLL(str(lib_path))
+        lib.hbv_forward.argtypes = [ctypes.POINTER(_Args), ctypes.c_int]
+        lib.hbv_forward.restype = ctypes.c_int
+        lib.hbv_backward.argtypes = [ctypes.POINTER(_Args), ctypes.c_int]
+        lib.hbv_backward.restype = ctypes.c_int
+        lib.hbv_abi_version.restype = ctypes.c_int
+        lib.hbv_args_size.restype = ctypes.c_int64
+        for name in ("hbv_pow_test", "hbv_log_test", "hbv_exp_test"):
+            getattr(lib, name).restype = ctypes.c_double
+        lib.hbv_pow_test.argtypes = [ctypes.c_double, ctypes.c_double]
+        lib.hbv_log_test.argtypes = [ctypes.c_double]
+        lib.hbv_exp_test.argtypes = [ctypes.c_double]
+        if lib.hbv_abi_version() != _ABI_VERSION or lib.hbv_args_size() != ctypes.sizeof(_Args):
+            raise RuntimeError(f"kernel {lib_path} does not match this version of bmi_dhydro (delete it to rebuild)")
+        lib.path = str(lib_path)
+        return lib
+    raise RuntimeError(last_error or "no writable cache folder for the kernel")
+
+
+def _self_test() -> None:
+    """A few steps on random columns against the eager step, forward and backward (float64)."""
+    g = torch.Generator().manual_seed(12345)
+    n, nmul, t_len = 3, 5, 6
+    from .hbv import PARAM_BOUNDS, initial_state
+
+    for capillary in (False, True):
+        names = VARIANT_PARAMS["hbv1.1p" if capillary else "hbv1.0"]
+        params = {}
+        for k in names:
+            lo, hi = PARAM_BOUNDS[k]
+            params[k] = (lo + (hi - lo) * torch.rand(n, nmul, generator=g, dtype=torch.float64)).requires_grad_()
+        forc = torch.stack([torch.rand(t_len, n, generator=g, dtype=torch.float64) * 30,
+                            torch.randn(t_len, n, generator=g, dtype=torch.float64) * 5,
+                            torch.rand(t_len, n, generator=g, dtype=torch.float64) * 8], -1).requires_grad_()
+        s0 = initial_state(n, nmul, dtype=torch.float64)
+        s0 = HbvState(*(s + 10.0 * torch.rand(n, nmul, generator=g, dtype=torch.float64) for s in s0))
+        results = []
+        for eng in ("eager", "fast"):
+            st, out = hbv_unroll(s0, forc, params, {}, capillary, outputs=("q", "et", "sm"), engine=eng, chunk=4,
+                                 _self_testing=True)
+            loss = out["q"].sum() + 0.5 * out["et"].sum() + 0.01 * out["sm"].sum() + st.slz.sum()
+            grads = torch.autograd.grad(loss, [forc, *params.values()])
+            results.append((torch.cat([out["q"].flatten(), out["et"].flatten(), st.sm.flatten()]), grads))
+        (v_e, g_e), (v_f, g_f) = results
+        if not torch.allclose(v_e, v_f, rtol=1e-10, atol=1e-12):
+            raise RuntimeError(f"self-test failed (capillary={capillary}): outputs differ from the eager step by "
+                               f"{float((v_e - v_f).abs().max()):.3g}")
+        for name, a, b in zip(("forcings", *params), g_e, g_f):
+            if not torch.allclose(a, b, rtol=1e-9, atol=1e-11):
+                raise RuntimeError(f"self-test failed (capillary={capillary}): gradient of {name} differs from the "
+                                   f"eager step by {float((a - b).abs().max()):.3g}")
+
+
+def load_kernel() -> ctypes.CDLL:
+    """Build (once per machine) and load the kernel; raise RuntimeError with the reason when it is unavailable."""
+    global _kernel, _kernel_error
+    if _kernel is not None:
+        return _kernel
+    if _kernel_error is not None:
+        raise RuntimeError(_kernel_error)
+    with _lock:
+        if _kernel is not None:
+            return _kernel
+        if _kernel_error is not None:
+            raise RuntimeError(_kernel_error)
+        try:
+            lib = _build()
+            _kernel = lib
+            try:
+                _self_test()
+            except Exception:
+                _kernel = None
+                raise
+            logger.debug("fast HBV kernel loaded from %s", lib.path)
+        except Exception as exc:  # noqa: BLE001 - any failure means: not available, say why
+            _kernel_error = f"fast HBV kernel unavailable: {exc}"
+            raise RuntimeError(_kernel_error) from None
+    return _kernel
+
+
+def kernel_available() -> tuple[bool, str]:
+    """(True, path of the loaded library) or (False, the reason)."""
+    try:
+        lib = load_kernel()
+    except RuntimeError as exc:
+        return False, str(exc)
+    return True, lib.path
+
+
+def _log_once(reason: str) -> None:
+    if reason not in _logged:
+        _logged.add(reason)
+        logger.warning("HBV physics: using the eager engine: %s", reason)
+
+
+def _fast_unsupported(forcings: torch.Tensor, nmul: int) -> str | None:
+    if forcings.device.type != "cpu":
+        return f"the fast kernel runs on CPU tensors; these are on {forcings.device}"
+    if forcings.dtype not in (torch.float32, torch.float64):
+        return f"the fast kernel supports float32 and float64; got {forcings.dtype}"
+    if nmul > _MAX_NMUL:
+        return f"the fast kernel supports nmul <= {_MAX_NMUL}; got {nmul}"
+    return None
+
+
+def resolve_engine(engine: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                   nmul: int = 1) -> tuple[str, str]:
+    """The engine that ``engine`` selects for tensors on ``device`` in ``dtype``: ("fast" | "eager", reason)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine: expected one of {list(ENGINES)}, got {engine!r}")
+    if engine == "eager":
+        return "eager", "selected"
+    probe = torch.empty(0, device=device, dtype=dtype)
+    reason = _fast_unsupported(probe, nmul)
+    if reason is None:
+        ok, why = kernel_available()
+        if ok:
+            return "fast", why
+        reason = why
+    if engine == "fast":
+        raise RuntimeError(f"engine 'fast' cannot run: {reason}")
+    return "eager", reason
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Autograd
+# ----------------------------------------------------------------------------------------------------------------
+
+_DT_CODE = {torch.float32: 0, torch.float64: 1}
+
+
+def _ptr(t: torch.Tensor | None):
+    return None if t is None else t.data_ptr()
+
+
+def _fill_args(n_t, n, nmul, chunk, capillary, forcing, states, params, dyn_flags) -> _Args:
+    a = _Args()
+    a.n_t, a.n_units, a.nmul, a.chunk = n_t, n, nmul, chunk
+    a.n_threads = max(1, torch.get_num_threads()) if n_t * n * nmul >= 32768 else 1
+    a.capillary = 1 if capillary else 0
+    a.forcing = forcing.data_ptr()
+    for k, s in enumerate(states):
+        a.state_in[k] = s.data_ptr()
+    for p, t in enumerate(params):
+        a.param[p] = t.data_ptr()
+        a.param_dynamic[p] = dyn_flags[p]
+    return a
+
+
+def _run(lib_fn, args: _Args, dtype: torch.dtype, what: str) -> None:
+    rc = lib_fn(ctypes.byref(args), _DT_CODE[dtype])
+    if rc != 0:
+        raise RuntimeError(f"fast HBV kernel: {what} failed (code {rc}; out of memory?)")
+
+
+def _kernel_forward(forcing, states, params, dyn_flags, capillary, out_mask, chunk, keep_ckpt):
+    lib = load_kernel()
+    n_t, n, _ = forcing.shape
+    nmul = states[0].shape[1]
+    dtype = forcing.dtype
+    args = _fill_args(n_t, n, nmul, chunk, capillary, forcing, states, params, dyn_flags)
+    new_states = [torch.empty((n, nmul), dtype=dtype) for _ in range(_NS)]
+    for k, s in enumerate(new_states):
+        args.state_out[k] = s.data_ptr()
+    outs = []
+    for o in range(_NO):
+        if out_mask[o]:
+            t = torch.empty((n_t, n), dtype=dtype)
+            args.out[o] = t.data_ptr()
+            outs.append(t)
+    ckpt = None
+    if keep_ckpt:
+        ckpt = torch.empty(((n_t + chunk - 1) // chunk, _NS, n, nmul), dtype=dtype)
+        args.ckpt = ckpt.data_ptr()
+    _run(lib.hbv_forward, args, dtype, "forward")
+    return new_states, outs, ckpt
+
+
+class _HbvUnroll(torch.autograd.Function):
+    """Inputs: (meta, forcing, 5 states, 14 params); outputs: 5 end states then the requested means."""
+
+    @staticmethod
+    def forward(ctx, meta, forcing, *tensors):
+        capillary, out_mask, dyn_flags, chunk = meta
+        states, params = tensors[:_NS], tensors[_NS:]
+        new_states, outs, ckpt = _kernel_forward(forcing, states, params, dyn_flags, capillary, out_mask, chunk, True)
+        ctx.meta = meta
+        ctx.save_for_backward(forcing, ckpt, *params)
+        ctx.set_materialize_grads(False)
+        return (*new_states, *outs)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        capillary, out_mask, dyn_flags, chunk = ctx.meta
+        forcing, ckpt, *params = ctx.saved_tensors
+        lib = load_kernel()
+        n_t, n, _ = forcing.shape
+        nmul = ckpt.shape[-1]
+        dtype = forcing.dtype
+        # the states at chunk starts stand in for the initial state (chunk 0 holds it)
+        dummy_states = [ckpt[0, k] for k in range(_NS)]
+        args = _fill_args(n_t, n, nmul, chunk, capillary, forcing, dummy_states, params, dyn_flags)
+        args.ckpt = ckpt.data_ptr()
+        g_states_out, g_outs = grads[:_NS], grads[_NS:]
+        keep = []
+        for k, g in enumerate(g_states_out):
+            if g is not None:
+                g = g.contiguous()
+                keep.append(g)
+                args.g_state_out[k] = g.data_ptr()
+        j = 0
+        for o in range(_NO):
+            if out_mask[o]:
+                g = g_outs[j]
+                j += 1
+                if g is not None:
+                    g = g.contiguous()
+                    keep.append(g)
+                    args.g_out[o] = g.data_ptr()
+        need = ctx.needs_input_grad  # (meta, forcing, states..., params...)
+        g_forcing = torch.empty_like(forcing) if need[1] else None
+        args.g_forcing = _ptr(g_forcing)
+        g_states = [torch.empty((n, nmul), dtype=dtype) if need[2 + k] else None for k in range(_NS)]
+        for k, g in enumerate(g_states):
+            args.g_state_in[k] = _ptr(g)
+        g_params = [torch.empty_like(p) if need[2 + _NS + i] else None for i, p in enumerate(params)]
+        for i, g in enumerate(g_params):
+            args.g_param[i] = _ptr(g)
+        _run(lib.hbv_backward, args, dtype, "backward")
+        return (None, g_forcing, *g_states, *g_params)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public entry points
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _eager_unroll(state: HbvState, forcings, static, dynamic, capillary, outputs):
+    """The reference: a loop over physics.hbv.step, collecting component means."""
+    flux_names = {"q", "q0", "q1", "q2", "et", "leak", "recharge", "excess", "perc", "capillary"}
+    collected = {k: [] for k in outputs}
+    st = state
+    for t in range(forcings.shape[0]):
+        params = dict(static)
+        for k, v in dynamic.items():
+            params[k] = v[t]
+        st, fl = step(st, forcings[t, :, 0], forcings[t, :, 1], forcings[t, :, 2], params, capillary=capillary)
+        for k in outputs:
+            src = getattr(fl, k) if k in flux_names else getattr(st, k)
+            collected[k].append(src.mean(-1))
+    n = forcings.shape[1]
+    out = {k: torch.stack(v) if v else forcings.new_zeros((0, n)) for k, v in collected.items()}
+    return st, out
+
+
+def _check_inputs(state, forcings, static, dynamic, capillary, outputs):
+    if not isinstance(forcings, torch.Tensor) or forcings.dim() != 3 or forcings.shape[-1] != 3:
+        shape = tuple(forcings.shape) if isinstance(forcings, torch.Tensor) else type(forcings).__name__
+        raise ValueError(f"forcings: expected a (time, n_units, 3) tensor of precipitation, temperature and PET, got {shape}")
+    if not forcings.is_floating_point():
+        raise TypeError(f"forcings: expected a floating-point tensor, got {forcings.dtype}")
+    n_t, n, _ = forcings.shape
+    if not isinstance(state, tuple) or len(state) != _NS:
+        raise TypeError(f"state: expected an HbvState of {_NS} stores, got {type(state).__name__}")
+    nmul = None
+    for name, s in zip(STATE_FIELDS, state):
+        if not isinstance(s, torch.Tensor) or s.dim() != 2 or s.shape[0] != n:
+            shape = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
+            raise ValueError(f"state.{name}: expected an (n_units={n}, nmul) tensor, got {shape}")
+        if nmul is None:
+            nmul = s.shape[1]
+        elif s.shape[1] != nmul:
+            raise ValueError(f"state.{name}: expected nmul={nmul} components like state.snowpack, got {s.shape[1]}")
+    if nmul < 1:
+        raise ValueError("state: expected at least one component (nmul >= 1), got 0")
+    names = VARIANT_PARAMS["hbv1.1p" if capillary else "hbv1.0"]
+    both = sorted(set(static) & set(dynamic))
+    if both:
+        raise ValueError(f"parameters {both} are given both as static and as dynamic; give each once")
+    unknown = sorted((set(static) | set(dynamic)) - set(KERNEL_PARAMS))
+    if unknown:
+        raise ValueError(f"parameters: unknown names {unknown}; expected among {list(KERNEL_PARAMS)}")
+    missing = [p for p in names if p not in static and p not in dynamic]
+    if missing:
+        raise ValueError(f"parameters: missing {missing} (the {'hbv1.1p' if capillary else 'hbv1.0'} physics needs {list(names)})")
+    for p, v in static.items():
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"parameter {p}: expected a tensor broadcastable to (n_units={n}, nmul={nmul}), got {type(v).__name__}")
+        try:
+            torch.broadcast_shapes(v.shape, (n, nmul))
+        except RuntimeError:
+            raise ValueError(f"parameter {p} (static): expected a shape broadcastable to (n_units={n}, nmul={nmul}), got {tuple(v.shape)}") from None
+        if torch.broadcast_shapes(v.shape, (n, nmul)) != (n, nmul):
+            raise ValueError(f"parameter {p} (static): expected a shape broadcastable to (n_units={n}, nmul={nmul}), got {tuple(v.shape)}")
+    for p, v in dynamic.items():
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"parameter {p}: expected a tensor broadcastable to (time={n_t}, n_units={n}, nmul={nmul}), got {type(v).__name__}")
+        ok = v.dim() == 3
+        if ok:
+            try:
+                ok = torch.broadcast_shapes(v.shape, (n_t, n, nmul)) == (n_t, n, nmul)
+            except RuntimeError:
+                ok = False
+        if not ok:
+            raise ValueError(f"parameter {p} (dynamic): expected a (time={n_t}, n_units={n}, nmul={nmul}) tensor, got {tuple(v.shape)}")
+    bad = [o for o in outputs if o not in FAST_OUTPUTS]
+    if bad:
+        raise ValueError(f"outputs: unknown names {bad}; expected among {list(FAST_OUTPUTS)}")
+    return n_t, n, nmul
+
+
+def hbv_unroll(
+    state: HbvState,
+    forcings: torch.Tensor,
+    static: Mapping[str, torch.Tensor],
+    dynamic: Mapping[str, torch.Tensor] | None = None,
+    capillary: bool = False,
+    *,
+    outputs: Sequence[str] = ("q",),
+    engine: str = "auto",
+    chunk: int = DEFAULT_CHUNK,
+    _self_testing: bool = False,
+) -> tuple[HbvState, dict[str, torch.Tensor]]:
+    """Run the HBV step over ``forcings`` (T, n, 3); see the module docstring.
+
+    Returns ``(end_state, {name: (T, n) component mean})`` for each name in ``outputs`` (see :data:`FAST_OUTPUTS`).
+    """
+    dynamic = {} if dynamic is None else dict(dynamic)
+    static = dict(static)
+    outputs = tuple(outputs)
+    n_t, n, nmul = _check_inputs(state, forcings, static, dynamic, capillary, outputs)
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk: expected a positive number of steps, got {chunk!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine: expected one of {list(ENGINES)}, got {engine!r}")
+
+    if engine == "eager":
+        return _eager_unroll(state, forcings, static, dynamic, capillary, outputs)
+    reason = _fast_unsupported(forcings, nmul)
+    if reason is None and not _self_testing:
+        try:
+            load_kernel()
+        except RuntimeError as exc:
+            reason = str(exc)
+    if reason is not None:
+        if engine == "fast":
+            raise RuntimeError(f"engine 'fast' cannot run: {reason}")
+        _log_once(reason)
+        return _eager_unroll(state, forcings, static, dynamic, capillary, outputs)
+
+    # common dtype (as eager type promotion would give), contiguous, full shapes
+    dtype = forcings.dtype
+    for v in (*state, *static.values(), *dynamic.values()):
+        dtype = torch.promote_types(dtype, v.dtype)
+    if dtype not in _DT_CODE:
+        raise TypeError(f"parameters/state: expected float32 or float64 tensors, got {dtype}")
+    forc = forcings.to(dtype).contiguous()
+    states = [s.to(dtype).contiguous() for s in state]
+    params, flags = [], []
+    for p in KERNEL_PARAMS:
+        if p in dynamic:
+            params.append(dynamic[p].to(dtype).expand(n_t, n, nmul).contiguous())
+            flags.append(1)
+        elif p in static:
+            params.append(static[p].to(dtype).expand(n, nmul).contiguous())
+            flags.append(0)
+        else:  # C without capillary rise: never read
+            params.append(torch.zeros((n, nmul), dtype=dtype))
+            flags.append(0)
+    out_mask = tuple(1 if o in outputs else 0 for o in FAST_OUTPUTS)
+    inputs = [forc, *states, *params]
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+    if n_t == 0:
+        new_states = [s.clone() for s in states]
+        outs = [forc.new_zeros((0, n)) for o in FAST_OUTPUTS if o in outputs]
+    elif grad:
+        meta = (bool(capillary), out_mask, tuple(flags), min(chunk, n_t))
+        res = _HbvUnroll.apply(meta, *inputs)
+        new_states, outs = list(res[:_NS]), list(res[_NS:])
+    else:
+        new_states, outs, _ = _kernel_forward(forc, states, params, flags, capillary, out_mask, min(chunk, n_t), False)
+    kernel_order = [o for o in FAST_OUTPUTS if o in outputs]
+    by_name = dict(zip(kernel_order, outs))
+    return HbvState(*new_states), {o: by_name[o] for o in outputs}
+
+
+__all__ = [
+    "DEFAULT_CHUNK",
+    "ENGINES",
+    "FAST_OUTPUTS",
+    "KERNEL_PARAMS",
+    "hbv_unroll",
+    "kernel_available",
+    "load_kernel",
+    "resolve_engine",
+]
