@@ -194,7 +194,7 @@ def test_hargreaves_on_daymet_with_a_real_range():
     from bmi_dhydro.datasets import read_forcing_file
 
     df, hdr = read_forcing_file(next(root.glob("daymet/01/*.txt")))
-    doy = torch.as_tensor(df.index.dayofyear.to_numpy(), dtype=torch.float64)
+    doy = torch.as_tensor(df.index.day_of_year.to_numpy().copy(), dtype=torch.float64)
     pet = physics.hargreaves(df["tmin"].to_numpy(), df["tmax"].to_numpy(), torch.full_like(doy, hdr["lat"]), doy)
     annual = float(pet[:365].sum())
     assert 400 < annual < 1100, annual  # Maine: a few hundred mm per year
