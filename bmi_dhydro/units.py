@@ -103,6 +103,25 @@ def from_table(path) -> UnitTable:
     return _frame_to_table(df, str(path))
 
 
+def _read_geoparquet(path):
+    """GeoParquet through pyarrow (GDAL builds often lack the Parquet driver): (meta with crs, WKB array, frame)."""
+    import json
+
+    import pyarrow.parquet as pq
+    from pyproj import CRS
+
+    table = pq.read_table(path)
+    geo = json.loads((table.schema.metadata or {}).get(b"geo", b"{}") or b"{}")
+    gcol = geo.get("primary_column", "geometry")
+    if gcol not in table.column_names:
+        raise KeyError(f"{path}: no geometry column {gcol!r} (columns {table.column_names})")
+    crs = geo.get("columns", {}).get(gcol, {}).get("crs")
+    crs = CRS.from_json_dict(crs).to_wkt() if isinstance(crs, dict) else (crs or "EPSG:4326")
+    geoms = table.column(gcol).to_numpy(zero_copy_only=False)
+    df = table.drop([gcol]).to_pandas()
+    return {"crs": crs}, geoms, df
+
+
 def from_hydrofabric(path, layer=None, id_field=None, attributes_table=None) -> UnitTable:
     """Divides from a NextGen hydrofabric GeoPackage (layer ``divides``) or a GeoJSON catchment file.
 
@@ -118,9 +137,12 @@ def from_hydrofabric(path, layer=None, id_field=None, attributes_table=None) -> 
     if layer is None and path.suffix.lower() == ".gpkg":
         names = [l[0] for l in pyogrio.list_layers(path)]
         layer = "divides" if "divides" in names else names[0]
-    meta, _, geoms, fields = pyogrio.raw.read(path, layer=layer)  # no geopandas needed
-    cols = list(meta["fields"])
-    df = pd.DataFrame({c: fields[i] for i, c in enumerate(cols)})
+    if path.suffix.lower() in (".parquet", ".geoparquet"):
+        meta, geoms, df = _read_geoparquet(path)
+    else:
+        meta, _, geoms, fields = pyogrio.raw.read(path, layer=layer)  # no geopandas needed
+        df = pd.DataFrame({c: fields[i] for i, c in enumerate(meta["fields"])})
+    cols = list(df.columns)
     idc = id_field or next((c for c in ("divide_id", "id") if c in df.columns), None)
     if idc is None or idc not in df.columns:
         raise KeyError(f"hydrofabric {path}: expected an id field (divide_id or id), got {cols}")
@@ -132,10 +154,11 @@ def from_hydrofabric(path, layer=None, id_field=None, attributes_table=None) -> 
     if "areasqkm" in df.columns:
         area = pd.to_numeric(df["areasqkm"]).to_numpy(dtype="float64")
     else:
-        from shapely.ops import transform as shp_transform
+        import shapely
 
-        to_ea = Transformer.from_crs(crs, 5070, always_xy=True)
-        area = np.array([shp_transform(to_ea.transform, g).area / 1e6 for g in geom])
+        to_ea = Transformer.from_crs(crs, 5070, always_xy=True)  # CONUS Albers equal-area
+        projected = shapely.transform(geom, lambda xy: np.column_stack(to_ea.transform(xy[:, 0], xy[:, 1])))
+        area = shapely.area(projected) / 1e6
     ids = [str(v) for v in df[idc]]
     attrs: dict[str, np.ndarray] = {}
     if attributes_table is not None:

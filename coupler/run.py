@@ -83,18 +83,22 @@ class RegridLink:
             raise ValueError(f"{where}: the weights map to {weights.n_b} destinations but the destination has {dst_size} units")
         self.matrix = m
         self.where = where
+        self.unmapped = np.asarray(abs(m).sum(axis=1)).reshape(-1) == 0  # destinations no source cell reaches
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
         v = np.asarray(values, dtype="float64").reshape(-1)
         ok = np.isfinite(v)
         if ok.all():
-            return self.matrix @ v
+            out = self.matrix @ v
+            out[self.unmapped] = np.nan
+            return out
         # missing source values: renormalise over the valid ones
         num = self.matrix @ np.where(ok, v, 0.0)
         den = self.matrix @ ok.astype("float64")
         full = self.matrix @ np.ones_like(v)
         with np.errstate(invalid="ignore", divide="ignore"):
             out = np.where(den > 0, num * full / den, np.nan)
+        out[self.unmapped] = np.nan
         return out
 
 
@@ -230,6 +234,9 @@ class Coupler:
             regrid = None
             if conn.weights or conn.method:
                 w = build_weights(conn, f"connections[{i}]", self.progress)
+                if conn.weights and hasattr(src, "get_regrid_grid"):
+                    # a weight file made elsewhere must match the source grid (size, order, centres)
+                    w.check_grids(src=src.get_regrid_grid(src.get_var_grid(sv)))
                 regrid = RegridLink(w, unit_ids(dst), n_src, n_dst, f"connections[{i}]", self.global_ids.get(dc))
             elif unit_ids(src) is not None and unit_ids(dst) is not None:
                 pos = {u: k for k, u in enumerate(unit_ids(src))}
@@ -256,7 +263,9 @@ class Coupler:
             comp = self.components[n]
             origin = getattr(comp, "time_origin", None)
             if origin is not None:
-                offset = (spec.period.start - origin).total_seconds()
+                import pandas as pd
+
+                offset = (pd.Timestamp(spec.period.start) - pd.Timestamp(origin)).total_seconds()
                 if offset < 0:
                     raise ValueError(f"component {n}: its data start at {origin}, after the period start {spec.period.start}")
                 if offset > 0:

@@ -172,7 +172,7 @@ def load_spec(path) -> tuple[CouplingSpec, Path]:
 
     def resolve(p, where, must_exist=True):
         q = Path(p)
-        q = q if q.is_absolute() else base / q
+        q = q if q.is_absolute() else (base / q).resolve()
         if must_exist and not q.exists():
             raise FileNotFoundError(f"coupling spec {path}: {where} names a missing file: {q}")
         return str(q)

@@ -1,0 +1,146 @@
+"""``generate_weights``: one entry point for the native and the ESMPy backends."""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .crs import RegridError, describe
+from .grids import CellSet, Grid, Polygons, read_cells
+from .weights import Weights
+
+__all__ = ["generate_weights", "UnmappedError", "esmpy_available"]
+
+GEN_METHODS = ("conserve", "bilinear", "nearest_stod", "patch")
+BACKENDS = ("native", "esmpy", "auto")
+UNMAPPED = ("error", "nan")
+
+
+class UnmappedError(RegridError):
+    """Active destination cells that no source cell maps to (and ``unmapped='error'``)."""
+
+
+def esmpy_available() -> bool:
+    """True when ESMPy can be imported (as ``esmpy`` or, for ESMF < 8.4, ``ESMF``)."""
+    from .esmpy_backend import import_esmpy
+
+    return import_esmpy() is not None
+
+
+def _as_cells(obj: Any, which: str, kwargs: dict | None) -> CellSet:
+    if isinstance(obj, CellSet):
+        if kwargs:
+            raise RegridError(f"{which}_kwargs only apply when {which} is a file path")
+        return obj
+    if isinstance(obj, (str, os.PathLike)):
+        return read_cells(obj, **(kwargs or {}))
+    raise RegridError(f"{which} must be a Grid, Polygons or a file path, got {type(obj).__name__}")
+
+
+def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type: str = "dstarea",
+                     backend: str = "native", unmapped: str = "error", area_crs: Any = "auto",
+                     densify_deg: float | None = 0.05, progress: bool = True,
+                     src_kwargs: dict | None = None, dst_kwargs: dict | None = None) -> Weights:
+    """Compute regridding weights from ``src`` to ``dst``.
+
+    Parameters
+    ----------
+    src, dst:
+        :class:`~coupler.regrid.grids.Grid` / :class:`~coupler.regrid.grids.Polygons`, or paths
+        read with :func:`~coupler.regrid.grids.read_cells` (``src_kwargs``/``dst_kwargs`` are
+        passed to the reader, e.g. ``{"var": "RAINRATE"}`` or ``{"id_field": "divide_id"}``).
+    method:
+        ESMF's names: ``"conserve"`` (first-order conservative), ``"bilinear"``,
+        ``"nearest_stod"`` (nearest source to destination), ``"patch"`` (ESMPy backend only).
+    norm_type:
+        ``"dstarea"`` (ESMF default: ``S = A_ij / area_b_j``, so a destination only partly over
+        the source gets a proportionally smaller value) or ``"fracarea"``
+        (``S = A_ij / (frac_b_j area_b_j)``: area-weighted mean of the overlapping sources).
+        Conservative weights only.
+    backend:
+        ``"native"`` (default; see :mod:`coupler.regrid.native`), ``"esmpy"`` (requires ESMPy)
+        or ``"auto"`` (ESMPy when importable, native otherwise).
+    unmapped:
+        What to do with active destination cells that get no weight: ``"error"`` raises
+        :class:`UnmappedError` naming them; ``"nan"`` keeps them (their regridded values are NaN)
+        and warns with their count (also in :attr:`Weights.n_unmapped`).
+    area_crs:
+        Native conservative only: equal-area CRS for the intersections (``"auto"``: see
+        :func:`coupler.regrid.native.choose_area_crs`).
+    densify_deg:
+        Native conservative only: maximum edge segment (degrees) for cells given in longitude/
+        latitude before projection; ``None`` for no densification.
+    progress:
+        Show a tqdm progress bar.
+    """
+    if method not in GEN_METHODS:
+        raise RegridError(f"method must be one of {GEN_METHODS}, got {method!r}")
+    if norm_type not in ("dstarea", "fracarea"):
+        raise RegridError(f"norm_type must be 'dstarea' or 'fracarea', got {norm_type!r}")
+    if backend not in BACKENDS:
+        raise RegridError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if unmapped not in UNMAPPED:
+        raise RegridError(f"unmapped must be 'error' or 'nan', got {unmapped!r}")
+    if densify_deg is not None and not (densify_deg > 0):
+        raise RegridError(f"densify_deg must be positive or None, got {densify_deg!r}")
+    src_c = _as_cells(src, "src", src_kwargs)
+    dst_c = _as_cells(dst, "dst", dst_kwargs)
+    if backend == "auto":
+        backend = "esmpy" if esmpy_available() else "native"
+    attrs: dict[str, Any] = {
+        "domain_a": src_c.source, "domain_b": dst_c.source,
+        "grid_file_src": getattr(src_c, "path", src_c.source), "grid_file_dst": getattr(dst_c, "path", dst_c.source),
+    }
+    if backend == "esmpy":
+        from .esmpy_backend import esmpy_weights
+
+        res = esmpy_weights(src_c, dst_c, method, norm_type=norm_type)
+        attrs["generator"] = f"bmi-dhydro coupler.regrid, ESMPy backend (ESMF {res.get('esmf_version', '?')})"
+        area_a, area_b = res.get("area_a_sr"), res.get("area_b_sr")
+    else:
+        from . import native
+
+        if method == "patch":
+            raise RegridError("method 'patch' is only available with backend='esmpy' (ESMPy is not importable "
+                              "here); use 'bilinear' or 'conserve'")
+        if method == "conserve":
+            crs = native.choose_area_crs(src_c, dst_c, area_crs)
+            res = native.conserve_weights(src_c, dst_c, norm_type=norm_type, area_crs=crs, densify_deg=densify_deg,
+                                          progress=progress)
+            R2 = res["R"] ** 2
+            area_a, area_b = res["area_a_m2"] / R2, res["area_b_m2"] / R2
+            attrs["area_crs"] = describe(crs)
+            attrs["earth_radius_for_square_radians_m"] = float(res["R"])
+            attrs["densify_deg"] = float(densify_deg) if densify_deg else 0.0
+        elif method == "bilinear":
+            res = native.bilinear_weights(src_c, dst_c)
+            area_a = area_b = None
+        else:
+            res = native.nearest_stod_weights(src_c, dst_c)
+            area_a = area_b = None
+        attrs["generator"] = "bmi-dhydro coupler.regrid, native backend (exact polygon intersection, equal-area plane)"
+    xc_a, yc_a = src_c.lonlat_centers()
+    xc_b, yc_b = dst_c.lonlat_centers()
+    va = src_c.lonlat_vertices() if isinstance(src_c, Grid) else None
+    vb = dst_c.lonlat_vertices() if isinstance(dst_c, Grid) else None
+    w = Weights(n_a=src_c.size, n_b=dst_c.size, row=res["row"], col=res["col"], S=res["S"],
+                frac_a=res["frac_a"], frac_b=res["frac_b"], area_a=area_a, area_b=area_b,
+                xc_a=xc_a, yc_a=yc_a, xc_b=xc_b, yc_b=yc_b,
+                mask_a=src_c.mask.astype(np.int32), mask_b=dst_c.mask.astype(np.int32),
+                src_grid_dims=src_c.grid_dims, dst_grid_dims=dst_c.grid_dims,
+                xv_a=va[0] if va else None, yv_a=va[1] if va else None,
+                xv_b=vb[0] if vb else None, yv_b=vb[1] if vb else None,
+                ids_a=src_c.ids if isinstance(src_c, Polygons) else None,
+                ids_b=dst_c.ids if isinstance(dst_c, Polygons) else None,
+                method=method, norm_type=norm_type if method == "conserve" else None, attrs=attrs)
+    n_un = w.n_unmapped
+    if n_un:
+        names = (w.ids_b[w.unmapped] if w.ids_b is not None else np.nonzero(w.unmapped)[0].astype(str))[:10]
+        msg = (f"{n_un} of {int((w.mask_b != 0).sum())} active destination cells are not mapped by any source cell "
+               f"({method}); first: {', '.join(map(str, names))}")
+        if unmapped == "error":
+            raise UnmappedError(msg + "; pass unmapped='nan' to keep them as NaN")
+        warnings.warn(msg + "; their regridded values will be NaN", stacklevel=2)
+    return w

@@ -1,0 +1,279 @@
+"""``dhydro regrid``: weight generation, inspection and application from the command line.
+
+Subcommands::
+
+    dhydro regrid weights SRC DST -o weights.nc [--method conserve] [--norm-type dstarea] ...
+    dhydro regrid info weights.nc
+    dhydro regrid apply weights.nc forcing.nc --var RAINRATE -o forcing_on_divides.nc
+    dhydro regrid mesh divides.gpkg -o divides_esmf_mesh.nc [--format esmf|scrip]
+
+``SRC``/``DST`` are NetCDF grid files (CF, SCRIP or ESMF mesh) or polygon files (GeoPackage,
+GeoParquet, Shapefile, GeoJSON, FlatGeobuf). The command is registered into the project's
+``dhydro`` console script with :func:`add_parser` and run with :func:`run`; :func:`main` runs it
+stand-alone (``python -m coupler.regrid.cli weights ...``).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["add_parser", "run", "main"]
+
+
+def _build(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    sub = parser.add_subparsers(dest="regrid_command", metavar="{weights,info,apply,mesh}")
+    sub.required = True
+
+    w = sub.add_parser("weights", help="compute ESMF-format regridding weights from SRC to DST",
+                       description="Compute regridding weights from SRC cells to DST cells and write them in the "
+                                   "ESMF_RegridWeightGen NetCDF format.")
+    w.add_argument("src", help="source grid: NetCDF (CF/SCRIP/ESMF mesh) or polygon file")
+    w.add_argument("dst", help="destination: polygon file (GeoPackage/GeoParquet/Shapefile/...) or NetCDF grid")
+    w.add_argument("-o", "--output", required=True, help="weight file to write (NetCDF)")
+    w.add_argument("--method", default="conserve", choices=("conserve", "bilinear", "nearest_stod", "patch"))
+    w.add_argument("--norm-type", default="dstarea", choices=("dstarea", "fracarea"),
+                   help="conservative normalisation (ESMF's --norm_type); default dstarea")
+    w.add_argument("--backend", default="native", choices=("native", "esmpy", "auto"))
+    w.add_argument("--unmapped", default="error", choices=("error", "nan"),
+                   help="destinations no source cell maps to: fail (default) or keep them as NaN")
+    for side in ("src", "dst"):
+        w.add_argument(f"--{side}-var", help=f"{side} NetCDF: data variable whose grid is used")
+        w.add_argument(f"--{side}-x", help=f"{side} NetCDF: x/longitude coordinate variable")
+        w.add_argument(f"--{side}-y", help=f"{side} NetCDF: y/latitude coordinate variable")
+        w.add_argument(f"--{side}-mask", help=f"{side} NetCDF: mask variable (non-zero = active)")
+        w.add_argument(f"--{side}-crs", help=f"{side}: CRS to assume (EPSG code, WKT or PROJ string)")
+        w.add_argument(f"--{side}-id-field", help=f"{side} polygons: identifier column")
+        w.add_argument(f"--{side}-layer", help=f"{side} polygons: layer of a multi-layer file")
+    w.add_argument("--area-crs", default="auto", help="native conserve: equal-area CRS for the intersections")
+    w.add_argument("--densify-deg", type=float, default=0.05,
+                   help="native conserve: densify lon/lat cell edges to this step (degrees); 0 disables")
+    w.add_argument("--no-progress", action="store_true", help="no progress bar")
+    w.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    w.set_defaults(_regrid_handler=_cmd_weights)
+
+    i = sub.add_parser("info", help="summarise a weight file")
+    i.add_argument("weights")
+    i.set_defaults(_regrid_handler=_cmd_info)
+
+    a = sub.add_parser("apply", help="regrid variables of a NetCDF file with a weight file, chunk by chunk")
+    a.add_argument("weights")
+    a.add_argument("input", help="NetCDF file with the source-grid variables")
+    a.add_argument("--var", action="append", required=True, help="variable to regrid (repeatable)")
+    a.add_argument("-o", "--output", required=True)
+    a.add_argument("--time-dim", default=None, help="name of the time dimension (default: the unlimited or "
+                                                      "first non-grid dimension)")
+    a.add_argument("--chunk", type=int, default=None, help="time steps per chunk (default ~2e7 values)")
+    a.add_argument("--no-skipna", action="store_true", help="let NaN sources propagate instead of renormalising")
+    a.add_argument("--x", help="x/longitude coordinate variable of the input grid")
+    a.add_argument("--y", help="y/latitude coordinate variable of the input grid")
+    a.add_argument("--crs", help="CRS of the input grid when the file has none")
+    a.add_argument("--no-check", action="store_true", help="skip the check of the input grid against the weights")
+    a.add_argument("--no-progress", action="store_true")
+    a.add_argument("--overwrite", action="store_true")
+    a.set_defaults(_regrid_handler=_cmd_apply)
+
+    m = sub.add_parser("mesh", help="write polygons or a grid as an ESMF mesh or SCRIP file (for ESMF_RegridWeightGen)")
+    m.add_argument("input", help="polygon file or NetCDF grid")
+    m.add_argument("-o", "--output", required=True)
+    m.add_argument("--format", default="esmf", choices=("esmf", "scrip"))
+    m.add_argument("--id-field")
+    m.add_argument("--layer")
+    m.add_argument("--var")
+    m.add_argument("--crs")
+    m.add_argument("--overwrite", action="store_true")
+    m.set_defaults(_regrid_handler=_cmd_mesh)
+    return parser
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``regrid`` (with its subcommands) on a ``dhydro`` subparsers object.
+
+    The returned parser has ``func=run`` as default, so a CLI that dispatches with
+    ``args.func(args)`` works unchanged; :func:`run` can also be called directly.
+    """
+    p = subparsers.add_parser("regrid", help="ESMF-format regridding weights (generate, inspect, apply)",
+                              description=__doc__.split("\n\n")[0] if __doc__ else None)
+    _build(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed ``regrid`` command; returns the process exit code (errors print and return 2)."""
+    from .crs import RegridError
+
+    handler = getattr(args, "_regrid_handler", None)
+    if handler is None:
+        print("dhydro regrid: choose a subcommand: weights, info, apply, mesh", file=sys.stderr)
+        return 2
+    try:
+        return int(handler(args) or 0)
+    except (RegridError, FileExistsError, OSError) as exc:
+        print(f"dhydro regrid {args.regrid_command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point: ``main(["weights", "grid.nc", "divides.gpkg", "-o", "w.nc"])``."""
+    parser = _build(argparse.ArgumentParser(prog="dhydro regrid", description=__doc__.split("\n\n")[0]))
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    return run(args)
+
+
+# ----------------------------------------------------------------------------------------------
+def _check_out(path: str, overwrite: bool) -> Path:
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise FileExistsError(f"{p} exists; pass --overwrite to replace it")
+    if not p.parent.exists():
+        raise FileExistsError(f"output folder {p.parent} does not exist")
+    return p
+
+
+def _cmd_weights(args: argparse.Namespace) -> int:
+    from . import generate_weights, read_cells
+    from .weights import Weights
+
+    out = _check_out(args.output, args.overwrite)
+    cells = {}
+    for side in ("src", "dst"):
+        kw = dict(var=getattr(args, f"{side}_var"), x=getattr(args, f"{side}_x"), y=getattr(args, f"{side}_y"),
+                  mask=getattr(args, f"{side}_mask"), crs=getattr(args, f"{side}_crs"),
+                  id_field=getattr(args, f"{side}_id_field"), layer=getattr(args, f"{side}_layer"))
+        cells[side] = read_cells(getattr(args, side), **kw)
+        print(f"{side}: {cells[side].describe()}", file=sys.stderr)
+    w: Weights = generate_weights(cells["src"], cells["dst"], args.method, norm_type=args.norm_type,
+                                  backend=args.backend, unmapped=args.unmapped, area_crs=args.area_crs,
+                                  densify_deg=args.densify_deg or None, progress=not args.no_progress)
+    w.to_netcdf(out)
+    print(w.summary(), file=sys.stderr)
+    if args.method == "conserve" and args.norm_type == "dstarea" and w.partially_mapped.any():
+        print(f"note: {int(w.partially_mapped.sum())} destinations are only partly covered by the source; with "
+              f"--norm-type dstarea their values are scaled by frac_b (use fracarea for area means)", file=sys.stderr)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from . import read_weights
+
+    w = read_weights(args.weights)
+    print(w.summary())
+    for k in ("title", "generator", "domain_a", "domain_b", "area_crs"):
+        if k in w.attrs:
+            print(f"{k}: {w.attrs[k]}")
+    return 0
+
+
+def _cmd_mesh(args: argparse.Namespace) -> int:
+    from . import read_cells, write_esmf_mesh, write_scrip
+
+    out = _check_out(args.output, args.overwrite)
+    cells = read_cells(args.input, id_field=args.id_field, layer=args.layer, var=args.var, crs=args.crs)
+    if args.format == "esmf":
+        write_esmf_mesh(cells, out)
+    else:
+        write_scrip(cells, out)
+    print(f"wrote {cells.describe()} to {out} ({args.format})", file=sys.stderr)
+    return 0
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    import netCDF4
+    import xarray as xr
+    from tqdm.auto import tqdm
+
+    from . import read_grid, read_weights
+    from .crs import RegridError
+
+    out = _check_out(args.output, args.overwrite)
+    w = read_weights(args.weights)
+    ds = xr.open_dataset(args.input, decode_times=False, mask_and_scale=True)
+    try:
+        for v in args.var:
+            if v not in ds.data_vars:
+                raise RegridError(f"{args.input}: variable {v!r} not found; data variables are {sorted(ds.data_vars)}")
+        if not args.no_check:
+            grid = read_grid(args.input, var=args.var[0], x=args.x, y=args.y, crs=args.crs)
+            w.check_grids(src=grid)
+            grid_dims = grid.dims if hasattr(grid, "dims") else None
+        else:
+            grid_dims = None
+        first = ds[args.var[0]]
+        if grid_dims is None:
+            grid_dims = tuple(first.dims[-len(w.src_shape):])
+        lead_dims = [d for d in first.dims if d not in grid_dims]
+        if len(lead_dims) > 1:
+            raise RegridError(f"{args.var[0]} has dims {first.dims}; only one non-grid (time) dimension is supported")
+        tdim = args.time_dim or (lead_dims[0] if lead_dims else None)
+        for v in args.var:
+            dv = ds[v]
+            if set(dv.dims) - set(grid_dims) - ({tdim} if tdim else set()):
+                raise RegridError(f"{v} has dims {dv.dims}; expected {tdim} and the grid dims {grid_dims}")
+        nt = int(ds.sizes[tdim]) if tdim else 1
+        chunk = args.chunk or max(1, int(2e7 // max(w.n_a, 1)))
+        tmp = out.with_name(out.name + ".part")
+        with netCDF4.Dataset(str(tmp), "w", format="NETCDF4") as nc:
+            nc.title = f"{', '.join(args.var)} regridded from {args.input} with {args.weights}"
+            nc.history = f"dhydro regrid apply ({w.method}, norm_type {w.norm_type})"
+            if tdim:
+                nc.createDimension(tdim, None)
+                if tdim in ds.variables:
+                    tv = nc.createVariable(tdim, ds[tdim].dtype, (tdim,))
+                    tv.setncatts({k: val for k, val in ds[tdim].attrs.items() if k != "_FillValue"})
+                    tv[:] = ds[tdim].values
+            if len(w.dst_shape) == 1:
+                ddims: tuple[str, ...] = ("cell",)
+                nc.createDimension("cell", w.n_b)
+                if w.ids_b is not None:
+                    idv = nc.createVariable("cell_id", str, ("cell",))
+                    idv.long_name = "destination cell identifier"
+                    idv[:] = np.asarray(w.ids_b, dtype=object)
+            else:
+                ddims = ("y", "x")
+                nc.createDimension("y", w.dst_shape[0])
+                nc.createDimension("x", w.dst_shape[1])
+            for name, data, units in (("lon", w.xc_b, "degrees_east"), ("lat", w.yc_b, "degrees_north")):
+                cv = nc.createVariable(name, "f8", ddims)
+                cv.units = units
+                cv.standard_name = "longitude" if name == "lon" else "latitude"
+                cv[:] = data.reshape(w.dst_shape)
+            outv = {}
+            for v in args.var:
+                ov = nc.createVariable(v, "f8", ((tdim,) if tdim else ()) + ddims, fill_value=np.nan, zlib=True)
+                ov.setncatts({k: val for k, val in ds[v].attrs.items()
+                              if k not in ("_FillValue", "missing_value", "scale_factor", "add_offset", "grid_mapping",
+                                           "coordinates", "esri_pe_string", "proj4", "valid_range")})
+                ov.coordinates = "lon lat"
+                ov.regrid_method = f"{w.method}" + (f" ({w.norm_type})" if w.norm_type else "")
+                outv[v] = ov
+            bar = tqdm(total=nt * len(args.var), desc="regrid apply", unit="step", disable=args.no_progress)
+            try:
+                for v in args.var:
+                    dv = ds[v].transpose(*(([tdim] if tdim else []) + list(grid_dims)))
+                    for s in range(0, nt, chunk):
+                        block = dv.isel({tdim: slice(s, s + chunk)}).values if tdim else dv.values
+                        res = w.apply(block, skipna=not args.no_skipna)
+                        if tdim:
+                            outv[v][s:s + block.shape[0]] = res
+                        else:
+                            outv[v][:] = res
+                        nc.sync()
+                        bar.update(block.shape[0] if tdim else 1)
+            finally:
+                bar.close()
+        tmp.replace(out)
+    finally:
+        ds.close()
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    with warnings.catch_warnings():
+        sys.exit(main())
