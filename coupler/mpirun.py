@@ -45,7 +45,7 @@ def run_parallel(spec, spec_path, comm, progress: bool = True) -> dict:
     mine = [ids[i] for i in dec.indices(rank)]
     guard = FaultGuard(comm, timeout=10.0)
     with guard("initialize"):
-        cp = Coupler(spec, progress=False, unit_subset={name: mine}, global_ids={name: ids})
+        cp = Coupler(spec, progress=False, unit_subset={name: mine}, global_ids={name: ids}, rank=rank)
         cp.initialize()
         comp = cp.components[name]
         for v in spec.outputs.variables:

@@ -84,12 +84,13 @@ class RegridLink:
         self.matrix = m
         self.where = where
         self.unmapped = np.asarray(abs(m).sum(axis=1)).reshape(-1) == 0  # destinations no source cell reaches
+        self.used = np.unique(m.tocoo().col)  # source cells these rows read
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
         v = np.asarray(values, dtype="float64").reshape(-1)
         ok = np.isfinite(v)
-        if ok.all():
-            out = self.matrix @ v
+        if ok[self.used].all():  # cells outside the rows' reach (e.g. beyond a rank's read window) do not matter
+            out = self.matrix @ (v if ok.all() else np.where(ok, v, 0.0))
             out[self.unmapped] = np.nan
             return out
         # missing source values: renormalise over the valid ones
@@ -102,7 +103,7 @@ class RegridLink:
         return out
 
 
-def build_weights(conn, where: str, progress: bool):
+def build_weights(conn, where: str, progress: bool, save: bool = True):
     from .regrid import generate_weights, read_weights
 
     if conn.weights:
@@ -111,7 +112,7 @@ def build_weights(conn, where: str, progress: bool):
     dst_kwargs = {"id_field": conn.destination_id_field} if conn.destination_id_field else None
     w = generate_weights(conn.source_grid, conn.destination_polygons, conn.method, norm_type=conn.norm_type,
                          unmapped=conn.unmapped, progress=progress, src_kwargs=src_kwargs, dst_kwargs=dst_kwargs)
-    if conn.save_weights:
+    if conn.save_weights and save:
         Path(conn.save_weights).parent.mkdir(parents=True, exist_ok=True)
         w.to_netcdf(conn.save_weights)
     return w
@@ -175,8 +176,9 @@ class NetcdfAppender:
 
 class Coupler:
     def __init__(self, spec: CouplingSpec, progress: bool = True, unit_subset: dict | None = None, workdir=None,
-                 global_ids: dict | None = None):
+                 global_ids: dict | None = None, rank: int = 0):
         self.spec = spec
+        self.rank = rank  # only rank 0 writes shared files (generated weights)
         self.global_ids = global_ids or {}
         self.progress = progress
         self.unit_subset = unit_subset or {}
@@ -233,7 +235,7 @@ class Coupler:
             n_dst = dst.get_var_nbytes(dv) // dst.get_var_itemsize(dv)
             regrid = None
             if conn.weights or conn.method:
-                w = build_weights(conn, f"connections[{i}]", self.progress)
+                w = build_weights(conn, f"connections[{i}]", self.progress, save=self.rank == 0)
                 if conn.weights and hasattr(src, "get_regrid_grid"):
                     # a weight file made elsewhere must match the source grid (size, order, centres)
                     w.check_grids(src=src.get_regrid_grid(src.get_var_grid(sv)))
@@ -250,6 +252,13 @@ class Coupler:
                                  "give weights or a method to regrid")
             conv = converter(conn.units or src.get_var_units(sv), dst.get_var_units(dv))
             self.links.append((conn, sc, sv, dc, dv, regrid, conv))
+            if self.unit_subset and isinstance(regrid, RegridLink) and hasattr(src, "set_read_window"):
+                # this rank holds some units only: read just the box of source cells its weight rows touch
+                shape = np.empty(2, dtype=int)
+                src.get_grid_shape(src.get_var_grid(sv), shape)
+                if regrid.used.size:
+                    iy, ix = np.divmod(regrid.used, shape[1])
+                    src.set_read_window(sv, (int(iy.min()), int(iy.max()) + 1), (int(ix.min()), int(ix.max()) + 1))
         self.constants = []
         for c in spec.constants:
             dc, dv = split_ref(c.destination)

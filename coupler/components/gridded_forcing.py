@@ -334,6 +334,23 @@ class GriddedForcingBmi(Bmi):
         self._dt = dt
         self.time_origin = origin
 
+    def set_read_window(self, name: str, y: tuple[int, int], x: tuple[int, int]) -> None:
+        """Read only rows ``y[0]:y[1]`` and columns ``x[0]:x[1]`` of variable ``name`` from now on (non-BMI).
+
+        An MPI rank that needs only part of the grid (its rows of the regrid weights) reads only that box from
+        disk; the rest of the BMI buffer holds NaN.  The grid and the buffer keep their full size.
+        """
+        self._require()
+        if name not in self._vars:
+            raise KeyError(f"set_read_window: unknown variable {name!r}; valid names: {', '.join(self._vars)}")
+        v = self._vars[name]
+        ny, nx = v.grid.shape
+        if not (0 <= y[0] < y[1] <= ny and 0 <= x[0] < x[1] <= nx):
+            raise ValueError(f"set_read_window({name!r}): box rows {y} cols {x} is outside the {ny} x {nx} grid")
+        v.window = (slice(int(y[0]), int(y[1])), slice(int(x[0]), int(x[1])))
+        v.buffer[:] = np.nan
+        self._load()
+
     def _load(self) -> None:
         ds = self._ds
         k = int(self._file_index[self._index])
@@ -341,10 +358,16 @@ class GriddedForcingBmi(Bmi):
             da = ds[v.source]
             if v.time_dim is not None:
                 da = da.isel({v.time_dim: k})
-            arr = np.asarray(da.transpose(*v.grid.dims).values, dtype=np.float64).reshape(-1)
+            window = getattr(v, "window", None)
+            if window is not None:
+                da = da.isel({v.grid.dims[0]: window[0], v.grid.dims[1]: window[1]})
+            arr = np.asarray(da.transpose(*v.grid.dims).values, dtype=np.float64)
             if v.a != 1.0 or v.b != 0.0:
                 arr = v.a * arr + v.b
-            np.copyto(v.buffer, arr)
+            if window is not None:
+                v.buffer.reshape(v.grid.shape)[window] = arr
+            else:
+                np.copyto(v.buffer, arr.reshape(-1))
 
     def update(self) -> None:
         """Advance to the next record."""
