@@ -116,6 +116,8 @@ class BmiDeltaModel(Bmi):
             torch.set_num_threads(cfg.threads)
         dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
         units = self._load_units(cfg)
+        if cfg.mpi.partition:
+            units = self._rank_share(units, cfg)
         model = self._load_model(cfg, len(units))
         attrs = units.attribute_matrix(model.config.attributes) if not model.is_fixed else np.zeros((len(units), 0))
         self.units = units
@@ -143,6 +145,26 @@ class BmiDeltaModel(Bmi):
         if u.select is not None:
             table = table.select([u.select] if isinstance(u.select, str) else list(u.select))
         return table
+
+    def set_comm(self, comm=None, fortran_handle: int | None = None) -> None:
+        """Give the instance a host communicator (an mpi4py communicator, or a Fortran handle converted with
+        ``MPI.Comm.f2py``) before ``initialize``; with ``mpi.partition: true`` it then runs its rank's units."""
+        from coupler.mpi import get_comm
+
+        self._comm = get_comm(comm, fortran_handle)
+
+    def _rank_share(self, units: UnitTable, cfg: BmiConfig) -> UnitTable:
+        from coupler.mpi import get_comm, rank_and_size
+        from coupler.partition import partition_units
+
+        comm = getattr(self, "_comm", None) or get_comm(fortran_handle=cfg.mpi.fortran_comm)
+        rank, size = rank_and_size(comm)
+        if size == 1:
+            return units
+        toid = dict(zip(units.ids, units.toid)) if units.toid else None
+        parts = partition_units(units.ids, size, cost=units.area_km2, toid=toid)
+        self.mpi_rank, self.mpi_size = rank, size
+        return units.select(parts[rank])
 
     def _load_model(self, cfg: BmiConfig, n: int) -> DeltaModel:
         m = cfg.model

@@ -96,6 +96,11 @@ class WarmupSection(_Strict):
         return self
 
 
+class MpiSection(_Strict):
+    partition: bool = False  # take this rank's share of the units (area-balanced, network-aware)
+    fortran_comm: int | None = None  # a Fortran MPI handle (MPI_Comm_c2f / comm%MPI_VAL); default COMM_WORLD
+
+
 class BmiConfig(_Strict):
     model: ModelSection = Field(default_factory=ModelSection)
     units: UnitsSection
@@ -105,6 +110,7 @@ class BmiConfig(_Strict):
     dtype: Literal["float64", "float32"] = "float64"
     threads: int = Field(1, ge=0)
     bad_precip: Literal["error", "zero"] = "error"
+    mpi: MpiSection = Field(default_factory=MpiSection)
 
 
 PATH_KEYS = {("model", "checkpoint"), ("units", "table"), ("units", "hydrofabric"), ("units", "attributes_table"),

@@ -114,3 +114,27 @@ def test_nan_forcing_on_rank_1_aborts_cleanly(tmp_path):
     # output flushed before the fault is still a valid file
     with xr.open_dataset(tmp_path / "out.nc") as out:
         assert out.sizes["unit"] == 5
+
+
+@pytest.mark.mpi
+def test_bmi_takes_its_rank_share_from_a_host_communicator(tmp_path):
+    from bmi_dhydro import BmiDeltaModel
+    from bmi_dhydro.forcing import PRECIP, TEMP, read_aorc_netcdf
+
+    script = Path(__file__).parent / "mpi_run" / "bmi_partition.py"
+    r = run([MPIEXEC, "-n", "2", sys.executable, str(script), str(EX.parent), str(tmp_path / "q.npy")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    par = np.load(tmp_path / "q.npy")
+    b = BmiDeltaModel()
+    b.initialize(str(EX.parent / "bmi" / "gauge_01073000_hourly.yaml"))
+    times, ids, data = read_aorc_netcdf(EX.parent / "ngen" / "data" / "gauge_01073000" / "forcing.nc")
+    col = [ids.index(u) for u in b.units.ids]
+    q = []
+    for t in range(72):
+        b.set_value(PRECIP, data[PRECIP][t][col])
+        b.set_value(TEMP, data[TEMP][t][col])
+        b.update()
+        q.append(b.get_value_ptr("land_surface_water__runoff_depth").copy())
+    order = np.argsort(b.units.ids)
+    ser = np.array(q)[:, order]
+    np.testing.assert_allclose(par, ser, rtol=1e-12, atol=1e-18)

@@ -137,6 +137,7 @@ constexpr double ROUNDER = 6755399441055744.0;         // 1.5 * 2^52: (x + R) - 
 
 // Natural logarithm as an unevaluated sum hi + lo (about 2^-70 relative), branch-free so loops vectorise.
 // log(0) = -inf, log(<0) = log(NaN) = NaN, log(inf) = inf (in hi; lo is then 0).
+template <bool SHORT>
 HBV_INLINE void hbv_log2(double x, double& hi, double& lo) {
   const bool sub = x < 2.2250738585072014e-308;
   const double xs = sub ? x * 18014398509481984.0 : x;   // 2^54 lifts subnormals
@@ -152,9 +153,15 @@ HBV_INLINE void hbv_log2(double x, double& hi, double& lo) {
   const double f = m - 1.0;                  // exact, |f| < 0.415
   const double s = f / (2.0 + f);            // |s| < 0.1716
   const double z = s * s;
-  double p = 2.0 / 25.0;
-  p = HBV_FMA(p, z, 2.0 / 23.0); p = HBV_FMA(p, z, 2.0 / 21.0); p = HBV_FMA(p, z, 2.0 / 19.0);
-  p = HBV_FMA(p, z, 2.0 / 17.0); p = HBV_FMA(p, z, 2.0 / 15.0); p = HBV_FMA(p, z, 2.0 / 13.0);
+  double p;
+  if (SHORT) {  // float32 data: |error| < 1e-13, far below float resolution
+    p = 2.0 / 17.0;
+  } else {
+    p = 2.0 / 25.0;
+    p = HBV_FMA(p, z, 2.0 / 23.0); p = HBV_FMA(p, z, 2.0 / 21.0); p = HBV_FMA(p, z, 2.0 / 19.0);
+    p = HBV_FMA(p, z, 2.0 / 17.0);
+  }
+  p = HBV_FMA(p, z, 2.0 / 15.0); p = HBV_FMA(p, z, 2.0 / 13.0);
   p = HBV_FMA(p, z, 2.0 / 11.0); p = HBV_FMA(p, z, 2.0 / 9.0);  p = HBV_FMA(p, z, 2.0 / 7.0);
   p = HBV_FMA(p, z, 2.0 / 5.0);  p = HBV_FMA(p, z, 2.0 / 3.0);
   const double R = z * p;
@@ -179,12 +186,13 @@ HBV_INLINE void hbv_log2(double x, double& hi, double& lo) {
   lo = l;
 }
 
-HBV_INLINE double hbv_log(double x) { double h, l; hbv_log2(x, h, l); return h + l; }
+HBV_INLINE double hbv_log(double x) { double h, l; hbv_log2<false>(x, h, l); return h + l; }
 
 // 2^k for an integral double k in [-1022, 1023], by building the exponent bits.
 HBV_INLINE double pow2i(double k) { return as_double(as_bits(k + (1023.0 + TWO52)) << 52); }
 
 // exp, branch-free (vectorisable), about 1 ulp; overflows to inf and underflows to 0 like exp().
+template <bool SHORT = false>
 HBV_INLINE double hbv_exp(double y) {
   const bool nan = y != y;
   double yc = y > 709.9 ? 709.9 : y;
@@ -192,8 +200,13 @@ HBV_INLINE double hbv_exp(double y) {
   yc = nan ? 0.0 : yc;
   const double nd = (yc * 1.4426950408889634 + ROUNDER) - ROUNDER;
   const double r = (yc - nd * LN2_HI) - nd * LN2_LO;     // |r| <= 0.3466
-  double p = 1.0 / 6227020800.0;                        // 1/13!
-  p = HBV_FMA(p, r, 1.0 / 479001600.0); p = HBV_FMA(p, r, 1.0 / 39916800.0); p = HBV_FMA(p, r, 1.0 / 3628800.0);
+  double p;
+  if (SHORT) {  // float32 data: relative error < 3e-13
+    p = 1.0 / 3628800.0;                                // 1/10!
+  } else {
+    p = 1.0 / 6227020800.0;                             // 1/13!
+    p = HBV_FMA(p, r, 1.0 / 479001600.0); p = HBV_FMA(p, r, 1.0 / 39916800.0); p = HBV_FMA(p, r, 1.0 / 3628800.0);
+  }
   p = HBV_FMA(p, r, 1.0 / 362880.0);    p = HBV_FMA(p, r, 1.0 / 40320.0);    p = HBV_FMA(p, r, 1.0 / 5040.0);
   p = HBV_FMA(p, r, 1.0 / 720.0);       p = HBV_FMA(p, r, 1.0 / 120.0);      p = HBV_FMA(p, r, 1.0 / 24.0);
   p = HBV_FMA(p, r, 1.0 / 6.0);         p = HBV_FMA(p, r, 0.5);              p = HBV_FMA(p, r, 1.0);
@@ -217,14 +230,21 @@ HBV_INLINE double two_prod_err(double a, double b, double p) {
 }
 
 // x ** b as torch.pow for x >= 0 (about 1 ulp): x == 0 gives 0 (b > 0), 1 (b == 0), inf (b < 0).  Also log x.
+// With SHORT (float32 data) plain double precision is far more than enough: no hi/lo correction.
+template <bool SHORT>
 HBV_INLINE double hbv_pow(double x, double b, double& lx) {
   double h, l;
-  hbv_log2(x, h, l);
+  hbv_log2<SHORT>(x, h, l);
   lx = h + l;
-  const double yh = b * h;
-  double yl = two_prod_err(b, h, yh) + b * l;
-  yl = ((yh - yh) == 0.0) ? yl : 0.0;        // inf/NaN exponent: no correction
-  const double r = hbv_exp(yh) * (1.0 + yl);   // exp(yh + yl) = exp(yh)(1 + yl), |yl| < 1e-13
+  double r;
+  if (SHORT) {
+    r = hbv_exp<true>(b * lx);
+  } else {
+    const double yh = b * h;
+    double yl = two_prod_err(b, h, yh) + b * l;
+    yl = ((yh - yh) == 0.0) ? yl : 0.0;          // inf/NaN exponent: no correction
+    r = hbv_exp<false>(yh) * (1.0 + yl);         // exp(yh + yl) = exp(yh)(1 + yl), |yl| < 1e-13
+  }
   return (b == 0.0) ? 1.0 : r;
 }
 
@@ -234,6 +254,18 @@ template <class T> HBV_INLINE T clamp01(T a) { T v = a < T(0) ? T(0) : a; return
 // torch.minimum backward: share of the gradient going to a (the rest, or half on ties, to b)
 template <class T> HBV_INLINE T wa(T a, T b) { return a == b ? T(0.5) : (a > b ? T(0) : T(1)); }
 template <class T> HBV_INLINE T wb(T a, T b) { return a == b ? T(0.5) : (a < b ? T(0) : T(1)); }
+
+// Sum of x[0..M) in a fixed pairwise order (destroys x); the halving loops vectorise.
+template <class T>
+HBV_INLINE T tree_sum(T* __restrict x, int64_t len) {
+  while (len > 1) {
+    const int64_t h = len / 2, rest = len - h;
+#pragma omp simd
+    for (int64_t m = 0; m < h; ++m) x[m] += x[m + rest];
+    len = rest;
+  }
+  return x[0];
+}
 
 template <class T>
 struct Fw {
@@ -272,7 +304,7 @@ HBV_INLINE void fw_step(Fw<T>& w) {
   w.tosoil = max0(w.a3);
   w.mw3 = w.mw2 - w.tosoil;
   w.x = w.sm / w.FC;
-  if (!STORED) { double l; w.pw = T(hbv_pow(double(w.x), double(w.BETA), l)); w.lx = T(l); }
+  if (!STORED) { double l; w.pw = T(hbv_pow<sizeof(T) == 4>(double(w.x), double(w.BETA), l)); w.lx = T(l); }
   w.wet = clamp01(w.pw);
   w.infil = w.rain + w.tosoil;
   w.rech = w.infil * w.wet;
@@ -282,7 +314,7 @@ HBV_INLINE void fw_step(Fw<T>& w) {
   w.sm2 = w.sm1 - w.excess;
   w.LF = w.LP * w.FC;
   w.y = w.sm2 / w.LF;
-  if (!STORED) { double l; w.pe = T(hbv_pow(double(w.y), double(w.BETAET), l)); w.ly = T(l); }
+  if (!STORED) { double l; w.pe = T(hbv_pow<sizeof(T) == 4>(double(w.y), double(w.BETAET), l)); w.ly = T(l); }
   w.ef = clamp01(w.pe);
   w.d = w.E * w.ef;
   w.et = tmin(w.sm2, w.d);
@@ -335,57 +367,62 @@ template <class T> HBV_INLINE T pass01(T v, T g) { const T g1 = v >= T(0) ? g : 
 
 // Adjoint of fw_step.  gs[] holds the adjoints of the new state on entry and of the start state on exit;
 // go[] the adjoints of this step's outputs (already divided by nmul); gp[] receives the parameter adjoints.
+// Named scalars (no arrays inside the SIMD loops: GCC vectorises structs of scalars reliably).
+template <class T> struct St { T sp, mw, sm, suz, slz; };
+template <class T> struct Outs { T q, q0, q1, q2, et, leak, rech, excess, perc, cap, sp, mw, sm, suz, slz; };
+template <class T> struct Pars { T BETA, FC, K0, K1, K2, LP, PERC, UZL, TT, CFMAX, CFR, CWH, BETAET, C; };
+
 template <class T, bool CAP>
-HBV_INLINE void bw_step(const Fw<T>& w, T gs[NS], const T go[NO], T gp[NP], T& gP, T& gT, T& gE) {
-  T g_sp3 = gs[0] + go[O_SP];
-  T g_mw3 = gs[1] + go[O_MW];
-  T g_sm4 = gs[2] + go[O_SM];
-  T g_suz4 = gs[3] + go[O_SUZ];
-  T g_slz3 = gs[4] + go[O_SLZ];
-  T g_q0 = go[O_Q0] + go[O_Q];
-  T g_q1 = go[O_Q1] + go[O_Q];
-  T g_q2 = go[O_Q2] + go[O_Q];
+HBV_INLINE void bw_step(const Fw<T>& w, St<T>& gs, const Outs<T>& go, Pars<T>& gp, T& gP, T& gT, T& gE) {
+  T g_sp3 = gs.sp + go.sp;
+  T g_mw3 = gs.mw + go.mw;
+  T g_sm4 = gs.sm + go.sm;
+  T g_suz4 = gs.suz + go.suz;
+  T g_slz3 = gs.slz + go.slz;
+  T g_q0 = go.q0 + go.q;
+  T g_q1 = go.q1 + go.q;
+  T g_q2 = go.q2 + go.q;
   // slz3 = slz2 - q2 ; q2 = K2 slz2
   T g_slz2 = g_slz3;
   g_q2 = g_q2 - g_slz3;
-  gp[P_K2] = g_q2 * w.slz2;
+  gp.K2 = g_q2 * w.slz2;
   g_slz2 = g_slz2 + g_q2 * w.K2;
   // slz2 = slz1 + perc
   T g_slz1 = g_slz2;
-  T g_perc = go[O_PERC] + g_slz2;
+  T g_perc = go.perc + g_slz2;
   // suz4 = suz3 - q1 ; q1 = K1 suz3
   T g_suz3 = g_suz4;
   g_q1 = g_q1 - g_suz4;
-  gp[P_K1] = g_q1 * w.suz3;
+  gp.K1 = g_q1 * w.suz3;
   g_suz3 = g_suz3 + g_q1 * w.K1;
   // suz3 = suz2 - q0 ; q0 = K0 m5 ; m5 = max(a5, 0) ; a5 = suz2 - UZL
   T g_suz2 = g_suz3;
   g_q0 = g_q0 - g_suz3;
-  gp[P_K0] = g_q0 * w.m5;
+  gp.K0 = g_q0 * w.m5;
   T g_m5 = g_q0 * w.K0;
   T g_a5 = w.a5 >= T(0) ? g_m5 : T(0);
   g_suz2 = g_suz2 + g_a5;
-  gp[P_UZL] = -g_a5;
+  gp.UZL = -g_a5;
   // suz2 = suz1 - perc ; perc = min(suz1, PERC)
   T g_suz1 = g_suz2;
   g_perc = g_perc - g_suz2;
   g_suz1 = g_suz1 + g_perc * wa(w.suz1, w.PERC);
-  gp[P_PERC] = g_perc * wb(w.suz1, w.PERC);
+  gp.PERC = g_perc * wb(w.suz1, w.PERC);
   // suz1 = suz + rech + excess
   T g_suz = g_suz1;
-  T g_rech = go[O_RECH] + g_suz1;
-  T g_excess = go[O_EXCESS] + g_suz1;
+  T g_rech = go.rech + g_suz1;
+  T g_excess = go.excess + g_suz1;
   T g_sm3, g_slz;
   T gFC = T(0);
   if (CAP) {
-    T g_cap = (go[O_CAP] + g_sm4) - g_slz1;
+    T g_cap = (go.cap + g_sm4) - g_slz1;
     g_sm3 = g_sm4;
     g_slz = g_slz1;
     g_slz = g_slz + g_cap * wa(w.slz, w.cc);
     T g_cc = g_cap * wb(w.slz, w.cc);
     T g_Cs = g_cc * w.om;
     T g_om = g_cc * w.Cs;
-    gp[P_C] = g_Cs * w.slz;
+    gp.C = g_Cs * w.slz;
     g_slz = g_slz + g_Cs * w.C;
     T g_z = w.z <= T(1) ? -g_om : T(0);
     g_sm3 = g_sm3 + g_z / w.FC;
@@ -393,25 +430,25 @@ HBV_INLINE void bw_step(const Fw<T>& w, T gs[NS], const T go[NO], T gp[NP], T& g
   } else {
     g_sm3 = g_sm4;
     g_slz = g_slz1;
-    gp[P_C] = T(0);
+    gp.C = T(0);
   }
   // leak = sm3 - sa ; sm3 = max(sa, floor)
-  g_sm3 = g_sm3 + go[O_LEAK];
-  T g_sa = -go[O_LEAK];
+  g_sm3 = g_sm3 + go.leak;
+  T g_sa = -go.leak;
   g_sa = g_sa + (w.sa >= T(HBV_SM_FLOOR) ? g_sm3 : T(0));
   // sa = sm2 - et ; et = min(sm2, d) ; d = E ef ; ef = clamp(pe, 0, 1) ; pe = y ** BETAET ; y = sm2 / LF
   T g_sm2 = g_sa;
-  T g_et = go[O_ET] - g_sa;
+  T g_et = go.et - g_sa;
   g_sm2 = g_sm2 + g_et * wa(w.sm2, w.d);
   T g_d = g_et * wb(w.sm2, w.d);
   gE = g_d * w.ef;
   T g_ef = g_d * w.E;
   T g_pe = pass01(w.pe, g_ef);
   T g_y = g_pe * dpow_dx(w.y, w.BETAET, w.pe);
-  gp[P_BETAET] = g_pe * dpow_db(w.y, w.BETAET, w.pe, w.ly);
+  gp.BETAET = g_pe * dpow_db(w.y, w.BETAET, w.pe, w.ly);
   g_sm2 = g_sm2 + g_y / w.LF;
   T g_LF = -g_y * w.sm2 / (w.LF * w.LF);
-  gp[P_LP] = g_LF * w.FC;
+  gp.LP = g_LF * w.FC;
   gFC = gFC + g_LF * w.LP;
   // sm2 = sm1 - excess ; excess = max(a4, 0) ; a4 = sm1 - FC
   T g_sm1 = g_sm2;
@@ -427,10 +464,10 @@ HBV_INLINE void bw_step(const Fw<T>& w, T gs[NS], const T go[NO], T gp[NP], T& g
   T g_wet = g_rech * w.infil;
   T g_pw = pass01(w.pw, g_wet);
   T g_x = g_pw * dpow_dx(w.x, w.BETA, w.pw);
-  gp[P_BETA] = g_pw * dpow_db(w.x, w.BETA, w.pw, w.lx);
+  gp.BETA = g_pw * dpow_db(w.x, w.BETA, w.pw, w.lx);
   g_sm = g_sm + g_x / w.FC;
   gFC = gFC - g_x * w.sm / (w.FC * w.FC);
-  gp[P_FC] = gFC;
+  gp.FC = gFC;
   // infil = rain + tosoil
   T g_rain = g_infil;
   T g_tosoil = g_infil;
@@ -439,7 +476,7 @@ HBV_INLINE void bw_step(const Fw<T>& w, T gs[NS], const T go[NO], T gp[NP], T& g
   g_tosoil = g_tosoil - g_mw3;
   T g_a3 = w.a3 >= T(0) ? g_tosoil : T(0);
   g_mw2 = g_mw2 + g_a3;
-  gp[P_CWH] = -g_a3 * w.sp3;
+  gp.CWH = -g_a3 * w.sp3;
   g_sp3 = g_sp3 - g_a3 * w.CWH;
   // mw2 = mw1 - refr ; sp3 = sp2 + refr ; refr = min(r1, mw1) ; r1 = max(a2, 0) ; a2 = (CFR CFMAX)(TT - Tc)
   T g_mw1 = g_mw2;
@@ -451,7 +488,7 @@ HBV_INLINE void bw_step(const Fw<T>& w, T gs[NS], const T go[NO], T gp[NP], T& g
   T g_a2 = w.a2 >= T(0) ? g_r1 : T(0);
   T g_cc2 = g_a2 * w.dtr;
   T g_dtr = g_a2 * w.cc2;
-  gp[P_CFR] = g_cc2 * w.CFMAX;
+  gp.CFR = g_cc2 * w.CFMAX;
   T gCFMAX = g_cc2 * w.CFR;
   T gTT = g_dtr;
   T gTc = -g_dtr;
@@ -467,19 +504,19 @@ HBV_INLINE void bw_step(const Fw<T>& w, T gs[NS], const T go[NO], T gp[NP], T& g
   T g_dt1 = g_a1 * w.CFMAX;
   gTc = gTc + g_dt1;
   gTT = gTT - g_dt1;
-  gp[P_CFMAX] = gCFMAX;
-  gp[P_TT] = gTT;
+  gp.CFMAX = gCFMAX;
+  gp.TT = gTT;
   gT = gTc;
   // sp1 = sp + snow ; snow = P - rain ; rain = where(Tc >= TT, P, 0)
   T g_sp = g_sp1;
   T g_snow = g_sp1;
   g_rain = g_rain - g_snow;
   gP = g_snow + (w.crain ? g_rain : T(0));
-  gs[0] = g_sp;
-  gs[1] = g_mw;
-  gs[2] = g_sm;
-  gs[3] = g_suz;
-  gs[4] = g_slz;
+  gs.sp = g_sp;
+  gs.mw = g_mw;
+  gs.sm = g_sm;
+  gs.suz = g_suz;
+  gs.slz = g_slz;
 }
 
 // Units are processed in blocks of B units (B * nmul ~ 1024 columns): at each step a block reads contiguous runs
@@ -513,7 +550,7 @@ void forward_units(const Args& a, int64_t u0, int64_t u1) {
   View<T> v(a);
   const int64_t n = v.n, M = v.M, nT = v.nT, K = a.chunk, B = block_units(M), BM = B * M;
   const T* F = static_cast<const T*>(a.forcing);
-  std::vector<T> st(NS * BM);
+  std::vector<T> st(NS * BM), obuf(NO * M);
   T* out[NO];
   for (int o = 0; o < NO; ++o) out[o] = static_cast<T*>(a.out[o]);
   T* ck = static_cast<T*>(a.ckpt);
@@ -536,9 +573,8 @@ void forward_units(const Args& a, int64_t u0, int64_t u1) {
         T* __restrict s2 = &st[2 * BM + ui * M];
         T* __restrict s3 = &st[3 * BM + ui * M];
         T* __restrict s4 = &st[4 * BM + ui * M];
-        T aq = 0, aq0 = 0, aq1 = 0, aq2 = 0, aet = 0, alk = 0, arc = 0, aex = 0, apc = 0, acp = 0;
-        T a_sp = 0, a_mw = 0, a_sm = 0, a_suz = 0, a_slz = 0;
-#pragma omp simd reduction(+ : aq, aq0, aq1, aq2, aet, alk, arc, aex, apc, acp, a_sp, a_mw, a_sm, a_suz, a_slz)
+        T* __restrict ob = &obuf[0];
+#pragma omp simd
         for (int64_t m = 0; m < M; ++m) {
           Fw<T> w;
           w.sp = s0[m]; w.mw = s1[m]; w.sm = s2[m]; w.suz = s3[m]; w.slz = s4[m];
@@ -546,13 +582,14 @@ void forward_units(const Args& a, int64_t u0, int64_t u1) {
           HBV_SET_PARAMS(w, m);
           fw_step<T, false, CAP>(w);
           s0[m] = w.sp3; s1[m] = w.mw3; s2[m] = w.sm4; s3[m] = w.suz4; s4[m] = w.slz3;
-          aq += w.q; aq0 += w.q0; aq1 += w.q1; aq2 += w.q2; aet += w.et; alk += w.leak; arc += w.rech;
-          aex += w.excess; apc += w.perc; acp += w.cap;
-          a_sp += w.sp3; a_mw += w.mw3; a_sm += w.sm4; a_suz += w.suz4; a_slz += w.slz3;
+          ob[O_Q * M + m] = w.q; ob[O_Q0 * M + m] = w.q0; ob[O_Q1 * M + m] = w.q1; ob[O_Q2 * M + m] = w.q2;
+          ob[O_ET * M + m] = w.et; ob[O_LEAK * M + m] = w.leak; ob[O_RECH * M + m] = w.rech;
+          ob[O_EXCESS * M + m] = w.excess; ob[O_PERC * M + m] = w.perc; ob[O_CAP * M + m] = w.cap;
+          ob[O_SP * M + m] = w.sp3; ob[O_MW * M + m] = w.mw3; ob[O_SM * M + m] = w.sm4; ob[O_SUZ * M + m] = w.suz4;
+          ob[O_SLZ * M + m] = w.slz3;
         }
-        const T acc[NO] = {aq, aq0, aq1, aq2, aet, alk, arc, aex, apc, acp, a_sp, a_mw, a_sm, a_suz, a_slz};
         for (int o = 0; o < NO; ++o)
-          if (out[o]) out[o][j] = acc[o] / inv_den;
+          if (out[o]) out[o][j] = tree_sum(&obuf[o * M], M) / inv_den;
       }
     }
     for (int k = 0; k < NS; ++k)
@@ -568,7 +605,7 @@ void backward_units(const Args& a, int64_t u0, int64_t u1) {
   const int64_t SLOT = NSCR * BM;  // scratch per step: [NSCR][B * M]
   const T* F = static_cast<const T*>(a.forcing);
   const T* ck = static_cast<const T*>(a.ckpt);
-  std::vector<T> gst(NS * BM), gstat(NP * BM), gl(NP * M), scr((K + 1) * SLOT);
+  std::vector<T> gst(NS * BM), gstat(NP * BM), gl(NP * M), scr((K + 1) * SLOT), fbuf(3 * M);
   T* gF = static_cast<T*>(a.g_forcing);
   for (int64_t ub = u0; ub < u1; ub += B) {
     const int64_t nb = (ub + B < u1) ? B : u1 - ub;
@@ -608,11 +645,14 @@ void backward_units(const Args& a, int64_t u0, int64_t u1) {
         const T* slot = &scr[(t - t0) * SLOT];
         for (int64_t ui = 0; ui < nb; ++ui) {
           const int64_t u = ub + ui, j = t * n + u;
-          T go[NO];
+          T gov[NO];
           for (int o = 0; o < NO; ++o) {
             const T* g = static_cast<const T*>(a.g_out[o]);
-            go[o] = g ? g[j] / T(M) : T(0);
+            gov[o] = g ? g[j] / T(M) : T(0);
           }
+          const Outs<T> go = {gov[O_Q], gov[O_Q0], gov[O_Q1], gov[O_Q2], gov[O_ET], gov[O_LEAK], gov[O_RECH],
+                              gov[O_EXCESS], gov[O_PERC], gov[O_CAP], gov[O_SP], gov[O_MW], gov[O_SM], gov[O_SUZ],
+                              gov[O_SLZ]};
           const T P = F[j * 3], Tc = F[j * 3 + 1], E = F[j * 3 + 2];
           HBV_LOAD_PARAMS(t, u);
           const T* __restrict sc = slot + ui * M;
@@ -622,8 +662,8 @@ void backward_units(const Args& a, int64_t u0, int64_t u1) {
           T* __restrict g3 = &gst[3 * BM + ui * M];
           T* __restrict g4 = &gst[4 * BM + ui * M];
           T* __restrict l0 = &gl[0];
-          T sP = 0, sT = 0, sE = 0;
-#pragma omp simd reduction(+ : sP, sT, sE)
+          T* __restrict fb = &fbuf[0];
+#pragma omp simd
           for (int64_t m = 0; m < M; ++m) {
             Fw<T> w;
             w.sp = sc[m]; w.mw = sc[BM + m]; w.sm = sc[2 * BM + m]; w.suz = sc[3 * BM + m]; w.slz = sc[4 * BM + m];
@@ -631,15 +671,23 @@ void backward_units(const Args& a, int64_t u0, int64_t u1) {
             w.P = P; w.Tc = Tc; w.E = E;
             HBV_SET_PARAMS(w, m);
             fw_step<T, true, CAP>(w);
-            T gs[NS] = {g0[m], g1[m], g2[m], g3[m], g4[m]};
-            T gp[NP];
+            St<T> gs = {g0[m], g1[m], g2[m], g3[m], g4[m]};
+            Pars<T> gp;
             T gP, gT, gE;
             bw_step<T, CAP>(w, gs, go, gp, gP, gT, gE);
-            g0[m] = gs[0]; g1[m] = gs[1]; g2[m] = gs[2]; g3[m] = gs[3]; g4[m] = gs[4];
-            for (int p = 0; p < NP; ++p) l0[p * M + m] = gp[p];
-            sP += gP; sT += gT; sE += gE;
+            g0[m] = gs.sp; g1[m] = gs.mw; g2[m] = gs.sm; g3[m] = gs.suz; g4[m] = gs.slz;
+            l0[P_BETA * M + m] = gp.BETA; l0[P_FC * M + m] = gp.FC; l0[P_K0 * M + m] = gp.K0;
+            l0[P_K1 * M + m] = gp.K1; l0[P_K2 * M + m] = gp.K2; l0[P_LP * M + m] = gp.LP;
+            l0[P_PERC * M + m] = gp.PERC; l0[P_UZL * M + m] = gp.UZL; l0[P_TT * M + m] = gp.TT;
+            l0[P_CFMAX * M + m] = gp.CFMAX; l0[P_CFR * M + m] = gp.CFR; l0[P_CWH * M + m] = gp.CWH;
+            l0[P_BETAET * M + m] = gp.BETAET; l0[P_C * M + m] = gp.C;
+            fb[m] = gP; fb[M + m] = gT; fb[2 * M + m] = gE;
           }
-          if (gF) { gF[j * 3] = sP; gF[j * 3 + 1] = sT; gF[j * 3 + 2] = sE; }
+          if (gF) {
+            gF[j * 3] = tree_sum(&fbuf[0], M);
+            gF[j * 3 + 1] = tree_sum(&fbuf[M], M);
+            gF[j * 3 + 2] = tree_sum(&fbuf[2 * M], M);
+          }
           for (int p = 0; p < NP; ++p) {
             if (a.param_dynamic[p]) {
               T* dst = static_cast<T*>(a.g_param[p]);
@@ -708,9 +756,10 @@ int hbv_backward(const Args* a, int dtype) {
   } catch (...) { return 2; }
 }
 
-double hbv_pow_test(double x, double b) { double l; return hbv_pow(x, b, l); }
+double hbv_pow_test(double x, double b) { double l; return hbv_pow<false>(x, b, l); }
+double hbv_pow_test_f(double x, double b) { double l; return hbv_pow<true>(x, b, l); }
 double hbv_log_test(double x) { return hbv_log(x); }
-double hbv_exp_test(double y) { return hbv_exp(y); }
+double hbv_exp_test(double y) { return hbv_exp<false>(y); }
 
 }  // extern "C"
 """
@@ -839,9 +888,10 @@ def _build() -> ctypes.CDLL:
         lib.hbv_backward.restype = ctypes.c_int
         lib.hbv_abi_version.restype = ctypes.c_int
         lib.hbv_args_size.restype = ctypes.c_int64
-        for name in ("hbv_pow_test", "hbv_log_test", "hbv_exp_test"):
+        for name in ("hbv_pow_test", "hbv_pow_test_f", "hbv_log_test", "hbv_exp_test"):
             getattr(lib, name).restype = ctypes.c_double
         lib.hbv_pow_test.argtypes = [ctypes.c_double, ctypes.c_double]
+        lib.hbv_pow_test_f.argtypes = [ctypes.c_double, ctypes.c_double]
         lib.hbv_log_test.argtypes = [ctypes.c_double]
         lib.hbv_exp_test.argtypes = [ctypes.c_double]
         if lib.hbv_abi_version() != _ABI_VERSION or lib.hbv_args_size() != ctypes.sizeof(_Args):
