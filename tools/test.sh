@@ -6,11 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv-test}"
 NUMPY="${NUMPY:-numpy>=2,<3}"
+# extra pins for the numpy-1 environment: pyarrow 26 needs numpy 2 at run time but does not declare it
+if [[ "$NUMPY" == *"<2"* ]]; then EXTRA_PINS="${EXTRA_PINS:-pyarrow<26}"; else EXTRA_PINS="${EXTRA_PINS:-}"; fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1 MPLBACKEND=Agg
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 # torch first, pinned to the CPU wheel, so no dependency range can pull a CUDA build
 "$VENV/bin/pip" install -q torch==2.13.0
-"$VENV/bin/pip" install -q -e ".[dev,mpi]" "$NUMPY"
+"$VENV/bin/pip" install -q -e ".[dev,mpi]" "$NUMPY" $EXTRA_PINS
 "$VENV/bin/python" -c "import numpy, torch; print('numpy', numpy.__version__, '| torch', torch.__version__)"
 export PATH="$PWD/$VENV/bin:$PATH"
 exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests "$@"
