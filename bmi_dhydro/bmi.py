@@ -28,7 +28,7 @@ from .checkpoint import shared_model
 from .forcing import PET, PRECIP, PRESSURE, SHORTWAVE, TEMP, read_forcing_for_units
 from .model import DeltaModel
 from .stepper import Stepper
-from .units import UnitTable, from_hydrofabric, from_inline, from_table
+from .units import UnitTable, load_units
 
 # ---------------------------------------------------------------------------------------------------------------
 # The variable table
@@ -115,7 +115,7 @@ class BmiDeltaModel(Bmi):
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-        units = self._load_units(cfg)
+        units = load_units(cfg.units)
         if cfg.mpi.partition:
             units = self._rank_share(units, cfg)
         model = self._load_model(cfg, len(units))
@@ -133,18 +133,6 @@ class BmiDeltaModel(Bmi):
             self._spinup(cfg.warmup.forcing_file)
         self._refresh_outputs()
         self._initialized = True
-
-    def _load_units(self, cfg: BmiConfig) -> UnitTable:
-        u = cfg.units
-        if u.ids is not None:
-            table = from_inline(u.ids, u.area_km2, u.lat, u.lon, u.attributes)
-        elif u.table is not None:
-            table = from_table(u.table)
-        else:
-            table = from_hydrofabric(u.hydrofabric, u.layer, u.id_field, u.attributes_table)
-        if u.select is not None:
-            table = table.select([u.select] if isinstance(u.select, str) else list(u.select))
-        return table
 
     def set_comm(self, comm=None, fortran_handle: int | None = None) -> None:
         """Give the instance a host communicator (an mpi4py communicator, or a Fortran handle converted with

@@ -122,6 +122,9 @@ def model_from_payload(payload: dict, source: str = "checkpoint") -> DeltaModel:
     except ValidationError as exc:
         raise CheckpointError(f"{source}: invalid model config: {exc}") from exc
     model = DeltaModel(cfg)
+    float_dtypes = {v.dtype for v in payload["state_dict"].values() if torch.is_tensor(v) and v.is_floating_point()}
+    if len(float_dtypes) == 1:
+        model = model.to(float_dtypes.pop())  # load the weights at the precision they were saved in
     expected = set(model.state_dict())
     got = set(payload["state_dict"])
     missing, unexpected = sorted(expected - got), sorted(got - expected)

@@ -177,3 +177,16 @@ def from_hydrofabric(path, layer=None, id_field=None, attributes_table=None) -> 
             raise KeyError(f"attributes_table {attributes_table}: none of the divide ids {ids[:5]} appear in it")
     toid = [str(v) for v in df["toid"]] if "toid" in df.columns else None
     return UnitTable(ids, area, np.asarray(lat), np.asarray(lon), attrs, toid)
+
+
+def load_units(section) -> UnitTable:
+    """The units named by a BMI config's ``units:`` section (inline, table or hydrofabric, then ``select``)."""
+    if section.ids is not None:
+        table = from_inline(section.ids, section.area_km2, section.lat, section.lon, section.attributes)
+    elif section.table is not None:
+        table = from_table(section.table)
+    else:
+        table = from_hydrofabric(section.hydrofabric, section.layer, section.id_field, section.attributes_table)
+    if section.select is not None:
+        table = table.select([section.select] if isinstance(section.select, str) else list(section.select))
+    return table

@@ -24,11 +24,11 @@ from .run import Coupler, NetcdfAppender, plot_outputs, spec_provenance
 
 def global_units(spec) -> "object":
     """The unit table of the output component's BmiDeltaModel config (ids, areas, lon/lat, toid)."""
-    from bmi_dhydro.bmi import BmiDeltaModel
     from bmi_dhydro.bmi_config import load_bmi_config
+    from bmi_dhydro.units import load_units
 
     cfg, _ = load_bmi_config(spec.components[spec.outputs.component].config)
-    return BmiDeltaModel._load_units(None, cfg)
+    return load_units(cfg.units)
 
 
 def run_parallel(spec, spec_path, comm, progress: bool = True) -> dict:

@@ -12,6 +12,21 @@ time-step aggregation and regridding):
   routing buffer;
 * per unit: ``unit_id``, ``area_km2``, ``lat``, ``lon`` and ``attributes(unit, attribute)``;
 * provenance attributes: checkpoint path and sha256, the coupling spec (text and sha256), creation time.
+
+When the component's precipitation input arrives through a regrid connection (:class:`coupler.run.RegridLink`),
+the record also keeps what is needed to learn a forcing correction per source cell (``dhydro retrain
+--forcing-correction``):
+
+* ``source_precip(step, cell)``: the source field summed over each model step's framework steps, in mm per model
+  step (the connection's unit converter to mm s-1, times the framework step), for the ``cell`` s the weight rows
+  read; NaN where a source value was missing on any framework step of that model step;
+* ``source_cell_index(cell)``: the flat (row-major) index of each such cell in the source grid, and the attributes
+  ``source_n_cells`` (cells in the source grid), ``source_grid_shape`` (when the source reports one) and
+  ``source_variable``;
+* ``regrid_row``, ``regrid_col``, ``regrid_S`` (``regrid_nnz``): the weight rows actually used, ``row`` indexing
+  ``unit`` and ``col`` indexing ``cell``, so that ``forcing[..., 0] == W @ source_precip`` (with the same
+  renormalisation over valid cells as the coupler where source values are missing); the largest deviation seen
+  during the run is stored as the attribute ``source_precip_max_abs_mismatch`` (mm per model step).
 """
 
 from __future__ import annotations
@@ -26,6 +41,24 @@ from bmi_dhydro import physics
 from .run import spec_provenance
 
 STATE_KEYS = tuple(f"hbv_{n}" for n in physics.STATE_NAMES) + ("lstm_h", "lstm_c", "route_buffer")
+PRECIP = "atmosphere_water__liquid_equivalent_precipitation_rate"
+
+
+def regridded(matrix, p: np.ndarray) -> np.ndarray:
+    """``matrix @ p`` as the coupler applies it (:class:`coupler.run.RegridLink`): over the valid (finite) source
+    values, renormalised by the weight they cover; NaN for destinations no valid cell reaches."""
+    p = np.asarray(p, dtype="float64")
+    ok = np.isfinite(p)
+    num = matrix @ np.where(ok, p, 0.0)
+    if ok.all():
+        out = num
+        den = full = matrix @ np.ones_like(p)
+    else:
+        den = matrix @ ok.astype("float64")
+        full = matrix @ np.ones_like(p)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.where(den > 0, num * full / np.where(den > 0, den, 1.0), np.nan)
+    return np.where(full != 0, out, np.nan)
 
 
 class Recorder:
@@ -96,9 +129,65 @@ class Recorder:
             nc.createVariable(f"state_{key}", "f8", dims)
         self.n_steps = 0
         self.n_snaps = 0
+        self._src = None
+        self._setup_source(coupler)
         if st.sub != 0:
             raise ValueError("record: recording must start at a model-step boundary")
         self._snapshot()
+
+    def _setup_source(self, coupler) -> None:
+        """If the precipitation input is regridded, record the source field and the weight rows too."""
+        from .run import RegridLink
+
+        for conn, sc, sv, dc, dv, regrid, conv in getattr(coupler, "links", []):
+            if dc == self.component and dv == PRECIP and isinstance(regrid, RegridLink):
+                break
+        else:
+            return  # precipitation comes from a constant, a unit-matched source or nowhere: nothing more to record
+        st = self.comp.stepper
+        dt_c = float(coupler.spec.period.time_step)
+        ratio = st.dt_model / dt_c
+        if ratio < 1 - 1e-9 or abs(ratio - round(ratio)) > 1e-9:
+            raise ValueError(f"record: to record the source precipitation of {conn.source}, the coupler time step "
+                             f"(period.time_step) must divide the model step of {st.dt_model:g} s; got {dt_c:g} s")
+        used = np.asarray(regrid.used, dtype="int64")
+        m = regrid.matrix.tocsr()[:, used].tocoo()
+        self._src = {"link": regrid, "conv": conv, "used": used, "matrix": m.tocsr(), "pending": None}
+        self._acc = np.zeros(used.size)
+        self._fw_before = st.fw_step
+        self._mismatch = 0.0
+        nc = self.nc
+        nc.createDimension("cell", used.size)
+        nc.createDimension("regrid_nnz", m.nnz)
+        v = nc.createVariable("source_cell_index", "i8", ("cell",))
+        v[:] = used
+        v.long_name = "flat (row-major) index of the cell in the source grid"
+        for name, vals, dtype in (("regrid_row", m.row, "i8"), ("regrid_col", m.col, "i8"), ("regrid_S", m.data, "f8")):
+            x = nc.createVariable(name, dtype, ("regrid_nnz",))
+            x[:] = vals
+        nc["regrid_row"].long_name = "index along unit"
+        nc["regrid_col"].long_name = "index along cell"
+        sp = nc.createVariable("source_precip", "f8", ("step", "cell"))
+        sp.units = "mm step-1"
+        sp.long_name = "source precipitation summed over the model step, before regridding"
+        src = coupler.components[sc]
+        shape = None
+        try:
+            g = src.get_var_grid(sv)
+            if src.get_grid_rank(g) == 2:
+                shape = [int(x) for x in src.get_grid_shape(g, np.empty(2, dtype=int))]
+        except Exception:  # noqa: BLE001  a source without grid shape information: no map later, nothing else lost
+            shape = None
+        nc.setncatts({"source_variable": conn.source, "source_n_cells": int(regrid.matrix.shape[1])})
+        if shape and shape[0] * shape[1] == regrid.matrix.shape[1]:
+            nc.setncattr("source_grid_shape", np.array(shape, dtype="int64"))
+
+    def source_input(self, link, values) -> None:
+        """The coupler's hook: the source values of a connection into this component, before regridding."""
+        if self._src is None or link is not self._src["link"]:
+            return
+        v = np.asarray(values, dtype="float64").reshape(-1)[self._src["used"]]
+        self._src["pending"] = np.asarray(self._src["conv"](v), dtype="float64")  # mm s-1, as the model receives it
 
     def _snapshot(self) -> None:
         arrays = self.comp.stepper.state_arrays()
@@ -108,15 +197,30 @@ class Recorder:
             self.nc[f"state_{key}"][k] = arrays[key]
         self.n_snaps += 1
 
-    def inputs(self, comp) -> None:  # called before the component is advanced; nothing to do per framework step
-        pass
+    def inputs(self, comp) -> None:  # called right before the component is advanced
+        self._fw_before = comp.stepper.fw_step
 
     def after_step(self, k: int, t: float) -> None:
         st = self.comp.stepper
+        if self._src is not None:
+            n_fw = st.fw_step - self._fw_before  # framework steps the component took with the pending input
+            if n_fw and self._src["pending"] is None:
+                raise RuntimeError(f"record: {self.component} advanced without its source precipitation being seen")
+            if n_fw:
+                self._acc = self._acc + self._src["pending"] * st.dt_fw * n_fw  # the stepper's rate × dt
+            self._fw_before = st.fw_step
         if st.sub != 0 or st.last_forcing is None or st.fw_step == 0:
             return  # no model step completed in this framework step
         i = self.n_steps
         self.nc["forcing"][i] = st.last_forcing.double().numpy()
+        if self._src is not None:
+            self.nc["source_precip"][i] = self._acc
+            p_model = st.last_forcing[:, 0].double().numpy()
+            p_w = regridded(self._src["matrix"], self._acc)
+            ok = np.isfinite(p_w)
+            if ok.any():
+                self._mismatch = max(self._mismatch, float(np.abs(p_w[ok] - p_model[ok]).max()))
+            self._acc = np.zeros_like(self._acc)
         self.nc["time"][i] = (st.fw_step - st.k) * st.dt_fw
         out = st.last_out
         for key in ("runoff", "et", "swe"):
@@ -127,5 +231,7 @@ class Recorder:
             self.nc.sync()
 
     def close(self) -> None:
+        if self._src is not None:
+            self.nc.setncattr("source_precip_max_abs_mismatch", self._mismatch)
         self.nc.sync()
         self.nc.close()

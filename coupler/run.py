@@ -321,6 +321,8 @@ class Coupler:
                     vals = samples[(sc, sv)][conn.time]
                 else:
                     vals = np.array(self.components[sc].get_value_ptr(sv), dtype="float64").reshape(-1)
+                if self.recorder is not None and name == self.recorder.component:
+                    self.recorder.source_input(regrid, vals)  # the source field before regridding (record.py)
                 if regrid is not None:
                     vals = regrid(vals)
                 comp.set_value(dv, np.ascontiguousarray(conv(vals), dtype="float64"))
