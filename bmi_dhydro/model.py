@@ -70,6 +70,9 @@ class ModelConfig(BaseModel):
     forcings: list[str] = Field(default_factory=lambda: list(FORCING_NAMES))
     forcing_units: list[str] = Field(default_factory=lambda: list(FORCING_UNITS))
     pet_method: Literal["hamon", "hargreaves", "priestley_taylor", "input"] = "hamon"
+    # physics engine of unroll: the fused C++ kernel with a checkpointed hand-derived backward ("fast"), the
+    # eager torch loop ("eager"), or fast where it can run, else eager with the reason logged ("auto")
+    engine: Literal["auto", "fast", "eager"] = "auto"
 
     @field_validator("dynamic_params")
     @classmethod
@@ -282,6 +285,8 @@ class DeltaModel(nn.Module):
         qs, collected = [], {k: [] for k in outputs}
         buffer = state.route_buffer
         need_stores = any(k not in ("runoff", "runoff_unrouted") for k in outputs)
+        if self.config.engine != "eager":
+            return self._unroll_fast(state, forcings, prep, dyn, h, c, outputs, need_stores)
         for t in range(forcings.shape[0]):
             params = dict(prep.static)
             for k, v in dyn.items():
@@ -318,6 +323,40 @@ class DeltaModel(nn.Module):
                 out["routing_store"] = rstore
             if "storage" in outputs:
                 out["storage"] = torch.stack(collected["_stores"]) + rstore
+        return ModelState(hbv, h, c, buffer), out
+
+    def _unroll_fast(self, state, forcings, prep, dyn, h, c, outputs, need_stores):
+        """The physics loop through :func:`bmi_dhydro.physics.fast.hbv_unroll` (same equations, same outputs)."""
+        from .physics.fast import hbv_unroll
+
+        names = ("q", "et", "leak") + physics.STATE_NAMES if need_stores else ("q",)
+        hbv, o = hbv_unroll(state.hbv, forcings, prep.static, dyn, self.config.capillary, outputs=names,
+                            engine=self.config.engine)
+        q_seq = o["q"]
+        if prep.uh is not None:
+            routed, buffer = physics.route_sequence(q_seq, prep.uh, state.route_buffer)
+        else:
+            routed, buffer = q_seq, state.route_buffer
+        out = {}
+        for k in outputs:
+            if k == "runoff":
+                out[k] = routed
+            elif k == "runoff_unrouted":
+                out[k] = q_seq
+            elif k in ("et", "leak") + physics.STATE_NAMES:
+                out[k] = o[k]
+            elif k == "precip":
+                out[k] = forcings[..., 0]
+            elif k == "pet":
+                out[k] = forcings[..., 2]
+            elif k == "swe":
+                out[k] = o["snowpack"] + o["meltwater"]
+        if "routing_store" in outputs or "storage" in outputs:
+            rstore = self._routing_store_sequence(q_seq, prep.uh, state.route_buffer)
+            if "routing_store" in outputs:
+                out["routing_store"] = rstore
+            if "storage" in outputs:
+                out["storage"] = sum(o[n] for n in physics.STATE_NAMES) + rstore
         return ModelState(hbv, h, c, buffer), out
 
     def _routing_store_sequence(self, q_seq, uh, buffer0):

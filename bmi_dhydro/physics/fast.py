@@ -137,7 +137,6 @@ constexpr double ROUNDER = 6755399441055744.0;         // 1.5 * 2^52: (x + R) - 
 
 // Natural logarithm as an unevaluated sum hi + lo (about 2^-70 relative), branch-free so loops vectorise.
 // log(0) = -inf, log(<0) = log(NaN) = NaN, log(inf) = inf (in hi; lo is then 0).
-template <bool SHORT>
 HBV_INLINE void hbv_log2(double x, double& hi, double& lo) {
   const bool sub = x < 2.2250738585072014e-308;
   const double xs = sub ? x * 18014398509481984.0 : x;   // 2^54 lifts subnormals
@@ -153,15 +152,9 @@ HBV_INLINE void hbv_log2(double x, double& hi, double& lo) {
   const double f = m - 1.0;                  // exact, |f| < 0.415
   const double s = f / (2.0 + f);            // |s| < 0.1716
   const double z = s * s;
-  double p;
-  if (SHORT) {  // float32 data: |error| < 1e-13, far below float resolution
-    p = 2.0 / 17.0;
-  } else {
-    p = 2.0 / 25.0;
-    p = HBV_FMA(p, z, 2.0 / 23.0); p = HBV_FMA(p, z, 2.0 / 21.0); p = HBV_FMA(p, z, 2.0 / 19.0);
-    p = HBV_FMA(p, z, 2.0 / 17.0);
-  }
-  p = HBV_FMA(p, z, 2.0 / 15.0); p = HBV_FMA(p, z, 2.0 / 13.0);
+  double p = 2.0 / 25.0;
+  p = HBV_FMA(p, z, 2.0 / 23.0); p = HBV_FMA(p, z, 2.0 / 21.0); p = HBV_FMA(p, z, 2.0 / 19.0);
+  p = HBV_FMA(p, z, 2.0 / 17.0); p = HBV_FMA(p, z, 2.0 / 15.0); p = HBV_FMA(p, z, 2.0 / 13.0);
   p = HBV_FMA(p, z, 2.0 / 11.0); p = HBV_FMA(p, z, 2.0 / 9.0);  p = HBV_FMA(p, z, 2.0 / 7.0);
   p = HBV_FMA(p, z, 2.0 / 5.0);  p = HBV_FMA(p, z, 2.0 / 3.0);
   const double R = z * p;
@@ -186,7 +179,29 @@ HBV_INLINE void hbv_log2(double x, double& hi, double& lo) {
   lo = l;
 }
 
-HBV_INLINE double hbv_log(double x) { double h, l; hbv_log2<false>(x, h, l); return h + l; }
+HBV_INLINE double hbv_log(double x) { double h, l; hbv_log2(x, h, l); return h + l; }
+
+// log of a float32 value, in double to about 1e-11 relative: ample for a float32 result.  Same special cases.
+HBV_INLINE double hbv_log_f(double x) {
+  const uint64_t bits = as_bits(x);                      // a float32 value is a normal double (or 0/inf/NaN)
+  double e = as_double((bits >> 52) | 0x4330000000000000ULL) - TWO52 - 1023.0;
+  double m = as_double((bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);
+  const bool big = m > 1.4142135623730951;
+  m = big ? m * 0.5 : m;
+  e = big ? e + 1.0 : e;
+  const double f = m - 1.0;
+  const double s = f / (2.0 + f);
+  const double z = s * s;
+  double p = 2.0 / 11.0;
+  p = HBV_FMA(p, z, 2.0 / 9.0); p = HBV_FMA(p, z, 2.0 / 7.0); p = HBV_FMA(p, z, 2.0 / 5.0); p = HBV_FMA(p, z, 2.0 / 3.0);
+  const double hfsq = 0.5 * f * f;
+  double r = e * 0.6931471805599453 + (f + (s * (hfsq + z * p) - hfsq));
+  r = (x == 0.0) ? -__builtin_inf() : r;
+  r = (x < 0.0) ? __builtin_nan("") : r;
+  r = (x != x) ? x : r;
+  r = (x == __builtin_inf()) ? x : r;
+  return r;
+}
 
 // 2^k for an integral double k in [-1022, 1023], by building the exponent bits.
 HBV_INLINE double pow2i(double k) { return as_double(as_bits(k + (1023.0 + TWO52)) << 52); }
@@ -201,13 +216,14 @@ HBV_INLINE double hbv_exp(double y) {
   const double nd = (yc * 1.4426950408889634 + ROUNDER) - ROUNDER;
   const double r = (yc - nd * LN2_HI) - nd * LN2_LO;     // |r| <= 0.3466
   double p;
-  if (SHORT) {  // float32 data: relative error < 3e-13
-    p = 1.0 / 3628800.0;                                // 1/10!
+  if (SHORT) {  // float32 data: relative error < 3e-10
+    p = 1.0 / 40320.0;                                  // 1/8!
   } else {
     p = 1.0 / 6227020800.0;                             // 1/13!
     p = HBV_FMA(p, r, 1.0 / 479001600.0); p = HBV_FMA(p, r, 1.0 / 39916800.0); p = HBV_FMA(p, r, 1.0 / 3628800.0);
+    p = HBV_FMA(p, r, 1.0 / 362880.0);  p = HBV_FMA(p, r, 1.0 / 40320.0);
   }
-  p = HBV_FMA(p, r, 1.0 / 362880.0);    p = HBV_FMA(p, r, 1.0 / 40320.0);    p = HBV_FMA(p, r, 1.0 / 5040.0);
+  p = HBV_FMA(p, r, 1.0 / 5040.0);
   p = HBV_FMA(p, r, 1.0 / 720.0);       p = HBV_FMA(p, r, 1.0 / 120.0);      p = HBV_FMA(p, r, 1.0 / 24.0);
   p = HBV_FMA(p, r, 1.0 / 6.0);         p = HBV_FMA(p, r, 0.5);              p = HBV_FMA(p, r, 1.0);
   p = HBV_FMA(p, r, 1.0);
@@ -233,13 +249,14 @@ HBV_INLINE double two_prod_err(double a, double b, double p) {
 // With SHORT (float32 data) plain double precision is far more than enough: no hi/lo correction.
 template <bool SHORT>
 HBV_INLINE double hbv_pow(double x, double b, double& lx) {
-  double h, l;
-  hbv_log2<SHORT>(x, h, l);
-  lx = h + l;
   double r;
   if (SHORT) {
+    lx = hbv_log_f(x);
     r = hbv_exp<true>(b * lx);
   } else {
+    double h, l;
+    hbv_log2(x, h, l);
+    lx = h + l;
     const double yh = b * h;
     double yl = two_prod_err(b, h, yh) + b * l;
     yl = ((yh - yh) == 0.0) ? yl : 0.0;          // inf/NaN exponent: no correction
@@ -519,9 +536,10 @@ HBV_INLINE void bw_step(const Fw<T>& w, St<T>& gs, const Outs<T>& go, Pars<T>& g
   gs.slz = g_slz;
 }
 
-// Units are processed in blocks of B units (B * nmul ~ 1024 columns): at each step a block reads contiguous runs
-// of the (T, n, ...) inputs and outputs, which keeps the hardware prefetchers busy, while the block's states stay
-// in L1/L2.
+// Units are processed in blocks of B units (B * nmul ~ 1024 columns).  At each step one flat SIMD loop runs over
+// the block's columns: the (T, n, nmul) inputs and outputs are read and written in contiguous runs (the hardware
+// prefetchers follow them), the block's states stay in L1/L2, and consecutive vectors are independent, so the
+// long dependency chains of a step (two pow) overlap.  Forcings are spread to the columns first.
 inline int64_t block_units(int64_t M) { int64_t b = 1024 / M; return b < 1 ? 1 : b; }
 
 template <class T>
@@ -536,64 +554,101 @@ struct View {
 };
 
 #define HBV_LOAD_PARAMS(t, u)                                                                                        \
-  const T *pB = v.par(P_BETA, t, u), *pFC = v.par(P_FC, t, u), *pK0 = v.par(P_K0, t, u), *pK1 = v.par(P_K1, t, u),   \
-          *pK2 = v.par(P_K2, t, u), *pLP = v.par(P_LP, t, u), *pPE = v.par(P_PERC, t, u), *pUZ = v.par(P_UZL, t, u), \
-          *pTT = v.par(P_TT, t, u), *pCF = v.par(P_CFMAX, t, u), *pCR = v.par(P_CFR, t, u),                       \
-          *pCW = v.par(P_CWH, t, u), *pBE = v.par(P_BETAET, t, u), *pC = v.par(P_C, t, u)
+  const T *__restrict pB = v.par(P_BETA, t, u), *__restrict pFC = v.par(P_FC, t, u),                                \
+          *__restrict pK0 = v.par(P_K0, t, u), *__restrict pK1 = v.par(P_K1, t, u),                                 \
+          *__restrict pK2 = v.par(P_K2, t, u), *__restrict pLP = v.par(P_LP, t, u),                                 \
+          *__restrict pPE = v.par(P_PERC, t, u), *__restrict pUZ = v.par(P_UZL, t, u),                              \
+          *__restrict pTT = v.par(P_TT, t, u), *__restrict pCF = v.par(P_CFMAX, t, u),                              \
+          *__restrict pCR = v.par(P_CFR, t, u), *__restrict pCW = v.par(P_CWH, t, u),                               \
+          *__restrict pBE = v.par(P_BETAET, t, u), *__restrict pC = v.par(P_C, t, u)
 
 #define HBV_SET_PARAMS(w, m)                                                                                         \
   w.BETA = pB[m]; w.FC = pFC[m]; w.K0 = pK0[m]; w.K1 = pK1[m]; w.K2 = pK2[m]; w.LP = pLP[m]; w.PERC = pPE[m];        \
   w.UZL = pUZ[m]; w.TT = pTT[m]; w.CFMAX = pCF[m]; w.CFR = pCR[m]; w.CWH = pCW[m]; w.BETAET = pBE[m]; w.C = pC[m]
+
+// Ask for step t's time-varying inputs of the block ahead of use: each step's run of a (T, n, ...) array is a new
+// region 4 KB long, too short for the hardware prefetchers to ramp up on their own.
+template <class T>
+HBV_INLINE void prefetch_step(const Args& a, const T* F, int64_t t, int64_t n, int64_t ub, int64_t nb, int64_t M) {
+  if (t < 0 || t >= a.n_t) return;
+  const int64_t line = 64 / sizeof(T);
+  for (int p = 0; p < NP; ++p) {
+    if (!a.param_dynamic[p]) continue;
+    const T* base = static_cast<const T*>(a.param[p]) + (t * n + ub) * M;
+    for (int64_t e = 0; e < nb * M; e += line) __builtin_prefetch(base + e, 0, 3);
+  }
+  const T* f = F + (t * n + ub) * 3;
+  for (int64_t e = 0; e < nb * 3; e += line) __builtin_prefetch(f + e, 0, 3);
+}
+
+// forcings of units [ub, ub + nb) at step t, spread over their columns
+template <class T>
+HBV_INLINE void spread_forcing(const T* F, int64_t t, int64_t n, int64_t ub, int64_t nb, int64_t M, T* fP, T* fT, T* fE) {
+  for (int64_t ui = 0; ui < nb; ++ui) {
+    const T* f = F + ((t * n + ub + ui) * 3);
+    const T P = f[0], Tc = f[1], E = f[2];
+    for (int64_t m = 0; m < M; ++m) { fP[ui * M + m] = P; fT[ui * M + m] = Tc; fE[ui * M + m] = E; }
+  }
+}
 
 template <class T, bool CAP>
 void forward_units(const Args& a, int64_t u0, int64_t u1) {
   View<T> v(a);
   const int64_t n = v.n, M = v.M, nT = v.nT, K = a.chunk, B = block_units(M), BM = B * M;
   const T* F = static_cast<const T*>(a.forcing);
-  std::vector<T> st(NS * BM), obuf(NO * M);
+  std::vector<T> st(NS * BM), obuf(NO * BM), fb(3 * BM), sink(BM);
   T* out[NO];
-  for (int o = 0; o < NO; ++o) out[o] = static_cast<T*>(a.out[o]);
+  T* obp[NO];  // per-column values of each output; the ones not requested all go to one small sink (stays in L1)
+  for (int o = 0; o < NO; ++o) {
+    out[o] = static_cast<T*>(a.out[o]);
+    obp[o] = out[o] ? &obuf[o * BM] : &sink[0];
+  }
   T* ck = static_cast<T*>(a.ckpt);
   const T inv_den = T(M);
   for (int64_t ub = u0; ub < u1; ub += B) {
-    const int64_t nb = (ub + B < u1) ? B : u1 - ub;
+    const int64_t nb = (ub + B < u1) ? B : u1 - ub, E_ = nb * M;
     for (int k = 0; k < NS; ++k)
-      std::memcpy(&st[k * BM], static_cast<const T*>(a.state_in[k]) + ub * M, nb * M * sizeof(T));
+      std::memcpy(&st[k * BM], static_cast<const T*>(a.state_in[k]) + ub * M, E_ * sizeof(T));
+    T* __restrict s0 = &st[0];
+    T* __restrict s1 = &st[BM];
+    T* __restrict s2 = &st[2 * BM];
+    T* __restrict s3 = &st[3 * BM];
+    T* __restrict s4 = &st[4 * BM];
+    T *o_q = obp[O_Q], *o_q0 = obp[O_Q0], *o_q1 = obp[O_Q1], *o_q2 = obp[O_Q2], *o_et = obp[O_ET], *o_lk = obp[O_LEAK],
+      *o_rc = obp[O_RECH], *o_ex = obp[O_EXCESS], *o_pc = obp[O_PERC], *o_cp = obp[O_CAP], *o_sp = obp[O_SP],
+      *o_mw = obp[O_MW], *o_sm = obp[O_SM], *o_su = obp[O_SUZ], *o_sl = obp[O_SLZ];
+    const T* __restrict fP = &fb[0];
+    const T* __restrict fT = &fb[BM];
+    const T* __restrict fE = &fb[2 * BM];
     for (int64_t t = 0; t < nT; ++t) {
       if (ck && t % K == 0) {
         T* dst = ck + (t / K) * NS * n * M;
-        for (int k = 0; k < NS; ++k) std::memcpy(dst + (k * n + ub) * M, &st[k * BM], nb * M * sizeof(T));
+        for (int k = 0; k < NS; ++k) std::memcpy(dst + (k * n + ub) * M, &st[k * BM], E_ * sizeof(T));
       }
-      for (int64_t ui = 0; ui < nb; ++ui) {
-        const int64_t u = ub + ui, j = t * n + u;
-        const T P = F[j * 3], Tc = F[j * 3 + 1], E = F[j * 3 + 2];
-        HBV_LOAD_PARAMS(t, u);
-        T* __restrict s0 = &st[ui * M];
-        T* __restrict s1 = &st[BM + ui * M];
-        T* __restrict s2 = &st[2 * BM + ui * M];
-        T* __restrict s3 = &st[3 * BM + ui * M];
-        T* __restrict s4 = &st[4 * BM + ui * M];
-        T* __restrict ob = &obuf[0];
+      prefetch_step(a, F, t + 1, n, ub, nb, M);
+      spread_forcing(F, t, n, ub, nb, M, &fb[0], &fb[BM], &fb[2 * BM]);
+      HBV_LOAD_PARAMS(t, ub);
 #pragma omp simd
-        for (int64_t m = 0; m < M; ++m) {
-          Fw<T> w;
-          w.sp = s0[m]; w.mw = s1[m]; w.sm = s2[m]; w.suz = s3[m]; w.slz = s4[m];
-          w.P = P; w.Tc = Tc; w.E = E;
-          HBV_SET_PARAMS(w, m);
-          fw_step<T, false, CAP>(w);
-          s0[m] = w.sp3; s1[m] = w.mw3; s2[m] = w.sm4; s3[m] = w.suz4; s4[m] = w.slz3;
-          ob[O_Q * M + m] = w.q; ob[O_Q0 * M + m] = w.q0; ob[O_Q1 * M + m] = w.q1; ob[O_Q2 * M + m] = w.q2;
-          ob[O_ET * M + m] = w.et; ob[O_LEAK * M + m] = w.leak; ob[O_RECH * M + m] = w.rech;
-          ob[O_EXCESS * M + m] = w.excess; ob[O_PERC * M + m] = w.perc; ob[O_CAP * M + m] = w.cap;
-          ob[O_SP * M + m] = w.sp3; ob[O_MW * M + m] = w.mw3; ob[O_SM * M + m] = w.sm4; ob[O_SUZ * M + m] = w.suz4;
-          ob[O_SLZ * M + m] = w.slz3;
-        }
-        for (int o = 0; o < NO; ++o)
-          if (out[o]) out[o][j] = tree_sum(&obuf[o * M], M) / inv_den;
+      for (int64_t e = 0; e < E_; ++e) {
+        Fw<T> w;
+        w.sp = s0[e]; w.mw = s1[e]; w.sm = s2[e]; w.suz = s3[e]; w.slz = s4[e];
+        w.P = fP[e]; w.Tc = fT[e]; w.E = fE[e];
+        HBV_SET_PARAMS(w, e);
+        fw_step<T, false, CAP>(w);
+        s0[e] = w.sp3; s1[e] = w.mw3; s2[e] = w.sm4; s3[e] = w.suz4; s4[e] = w.slz3;
+        // the sink may take several of these in one iteration: plain stores, in order, so that is well defined
+        o_q[e] = w.q; o_q0[e] = w.q0; o_q1[e] = w.q1; o_q2[e] = w.q2; o_et[e] = w.et; o_lk[e] = w.leak;
+        o_rc[e] = w.rech; o_ex[e] = w.excess; o_pc[e] = w.perc; o_cp[e] = w.cap; o_sp[e] = w.sp3;
+        o_mw[e] = w.mw3; o_sm[e] = w.sm4; o_su[e] = w.suz4; o_sl[e] = w.slz3;
+      }
+      for (int o = 0; o < NO; ++o) {
+        if (!out[o]) continue;
+        T* dst = out[o] + t * n + ub;
+        for (int64_t ui = 0; ui < nb; ++ui) dst[ui] = tree_sum(&obuf[o * BM + ui * M], M) / inv_den;
       }
     }
     for (int k = 0; k < NS; ++k)
-      if (a.state_out[k]) std::memcpy(static_cast<T*>(a.state_out[k]) + ub * M, &st[k * BM], nb * M * sizeof(T));
+      if (a.state_out[k]) std::memcpy(static_cast<T*>(a.state_out[k]) + ub * M, &st[k * BM], E_ * sizeof(T));
   }
 }
 
@@ -605,110 +660,114 @@ void backward_units(const Args& a, int64_t u0, int64_t u1) {
   const int64_t SLOT = NSCR * BM;  // scratch per step: [NSCR][B * M]
   const T* F = static_cast<const T*>(a.forcing);
   const T* ck = static_cast<const T*>(a.ckpt);
-  std::vector<T> gst(NS * BM), gstat(NP * BM), gl(NP * M), scr((K + 1) * SLOT), fbuf(3 * M);
+  // gstat accumulates the static parameters' gradients of the block; dynamic ones are added straight into
+  // g_param (zero-filled by the caller); gradients nobody asked for go to a sink
+  std::vector<T> gst(NS * BM), gstat(NP * BM), scr((K + 1) * SLOT), fb(3 * BM), gfb(3 * BM), gobv(NO * BM, T(0)),
+      psink(BM);
+  T* __restrict gob = &gobv[0];
   T* gF = static_cast<T*>(a.g_forcing);
+  T* __restrict g0 = &gst[0];
+  T* __restrict g1 = &gst[BM];
+  T* __restrict g2 = &gst[2 * BM];
+  T* __restrict g3 = &gst[3 * BM];
+  T* __restrict g4 = &gst[4 * BM];
+  const T* __restrict fP = &fb[0];
+  const T* __restrict fT = &fb[BM];
+  const T* __restrict fE = &fb[2 * BM];
+  T* __restrict gf = &gfb[0];
   for (int64_t ub = u0; ub < u1; ub += B) {
-    const int64_t nb = (ub + B < u1) ? B : u1 - ub;
+    const int64_t nb = (ub + B < u1) ? B : u1 - ub, E_ = nb * M;
     for (int k = 0; k < NS; ++k) {
       const T* g = static_cast<const T*>(a.g_state_out[k]);
-      if (g) std::memcpy(&gst[k * BM], g + ub * M, nb * M * sizeof(T));
+      if (g) std::memcpy(&gst[k * BM], g + ub * M, E_ * sizeof(T));
       else std::fill(gst.begin() + k * BM, gst.begin() + (k + 1) * BM, T(0));
     }
     std::fill(gstat.begin(), gstat.end(), T(0));
     for (int64_t c = n_chunks - 1; c >= 0; --c) {
       const int64_t t0 = c * K, t1 = (t0 + K < nT) ? t0 + K : nT;
       // recompute the chunk; slot i of the scratch holds the start states of step t0 + i and its pow/log values
-      for (int k = 0; k < NS; ++k) std::memcpy(&scr[k * BM], ck + ((c * NS + k) * n + ub) * M, nb * M * sizeof(T));
+      for (int k = 0; k < NS; ++k) std::memcpy(&scr[k * BM], ck + ((c * NS + k) * n + ub) * M, E_ * sizeof(T));
       for (int64_t t = t0; t < t1; ++t) {
-        T* slot = &scr[(t - t0) * SLOT];
-        T* next = &scr[(t - t0 + 1) * SLOT];
-        for (int64_t ui = 0; ui < nb; ++ui) {
-          const int64_t u = ub + ui, j = t * n + u;
-          const T P = F[j * 3], Tc = F[j * 3 + 1], E = F[j * 3 + 2];
-          HBV_LOAD_PARAMS(t, u);
-          T* __restrict sc = slot + ui * M;
-          T* __restrict nx = next + ui * M;
+        T* __restrict sc = &scr[(t - t0) * SLOT];
+        T* __restrict nx = &scr[(t - t0 + 1) * SLOT];
+        prefetch_step(a, F, t + 1, n, ub, nb, M);
+        spread_forcing(F, t, n, ub, nb, M, &fb[0], &fb[BM], &fb[2 * BM]);
+        HBV_LOAD_PARAMS(t, ub);
 #pragma omp simd
-          for (int64_t m = 0; m < M; ++m) {
-            Fw<T> w;
-            w.sp = sc[m]; w.mw = sc[BM + m]; w.sm = sc[2 * BM + m]; w.suz = sc[3 * BM + m]; w.slz = sc[4 * BM + m];
-            w.P = P; w.Tc = Tc; w.E = E;
-            HBV_SET_PARAMS(w, m);
-            fw_step<T, false, CAP>(w);
-            sc[5 * BM + m] = w.pw; sc[6 * BM + m] = w.lx; sc[7 * BM + m] = w.pe; sc[8 * BM + m] = w.ly;
-            nx[m] = w.sp3; nx[BM + m] = w.mw3; nx[2 * BM + m] = w.sm4; nx[3 * BM + m] = w.suz4; nx[4 * BM + m] = w.slz3;
-          }
+        for (int64_t e = 0; e < E_; ++e) {
+          Fw<T> w;
+          w.sp = sc[e]; w.mw = sc[BM + e]; w.sm = sc[2 * BM + e]; w.suz = sc[3 * BM + e]; w.slz = sc[4 * BM + e];
+          w.P = fP[e]; w.Tc = fT[e]; w.E = fE[e];
+          HBV_SET_PARAMS(w, e);
+          fw_step<T, false, CAP>(w);
+          sc[5 * BM + e] = w.pw; sc[6 * BM + e] = w.lx; sc[7 * BM + e] = w.pe; sc[8 * BM + e] = w.ly;
+          nx[e] = w.sp3; nx[BM + e] = w.mw3; nx[2 * BM + e] = w.sm4; nx[3 * BM + e] = w.suz4; nx[4 * BM + e] = w.slz3;
         }
       }
       // adjoint, backwards through the chunk
       for (int64_t t = t1 - 1; t >= t0; --t) {
-        const T* slot = &scr[(t - t0) * SLOT];
-        for (int64_t ui = 0; ui < nb; ++ui) {
-          const int64_t u = ub + ui, j = t * n + u;
-          T gov[NO];
-          for (int o = 0; o < NO; ++o) {
-            const T* g = static_cast<const T*>(a.g_out[o]);
-            gov[o] = g ? g[j] / T(M) : T(0);
+        const T* __restrict sc = &scr[(t - t0) * SLOT];
+        prefetch_step(a, F, t - 1, n, ub, nb, M);
+        spread_forcing(F, t, n, ub, nb, M, &fb[0], &fb[BM], &fb[2 * BM]);
+        HBV_LOAD_PARAMS(t, ub);
+        T* gpp[NP];
+        for (int p = 0; p < NP; ++p) {
+          T* dst = static_cast<T*>(a.g_param[p]);
+          gpp[p] = a.param_dynamic[p] ? (dst ? dst + (t * n + ub) * M : &psink[0]) : &gstat[p * BM];
+        }
+        T *q_B = gpp[P_BETA], *q_FC = gpp[P_FC], *q_K0 = gpp[P_K0], *q_K1 = gpp[P_K1], *q_K2 = gpp[P_K2],
+          *q_LP = gpp[P_LP], *q_PE = gpp[P_PERC], *q_UZ = gpp[P_UZL], *q_TT = gpp[P_TT], *q_CF = gpp[P_CFMAX],
+          *q_CR = gpp[P_CFR], *q_CW = gpp[P_CWH], *q_BE = gpp[P_BETAET], *q_C = gpp[P_C];
+        // adjoints of this step's outputs, spread over the columns (the mean over nmul divides by M)
+        for (int o = 0; o < NO; ++o) {
+          const T* g = static_cast<const T*>(a.g_out[o]);
+          if (!g) continue;
+          for (int64_t ui = 0; ui < nb; ++ui) {
+            const T val = g[t * n + ub + ui] / T(M);
+            for (int64_t m = 0; m < M; ++m) gob[o * BM + ui * M + m] = val;
           }
-          const Outs<T> go = {gov[O_Q], gov[O_Q0], gov[O_Q1], gov[O_Q2], gov[O_ET], gov[O_LEAK], gov[O_RECH],
-                              gov[O_EXCESS], gov[O_PERC], gov[O_CAP], gov[O_SP], gov[O_MW], gov[O_SM], gov[O_SUZ],
-                              gov[O_SLZ]};
-          const T P = F[j * 3], Tc = F[j * 3 + 1], E = F[j * 3 + 2];
-          HBV_LOAD_PARAMS(t, u);
-          const T* __restrict sc = slot + ui * M;
-          T* __restrict g0 = &gst[ui * M];
-          T* __restrict g1 = &gst[BM + ui * M];
-          T* __restrict g2 = &gst[2 * BM + ui * M];
-          T* __restrict g3 = &gst[3 * BM + ui * M];
-          T* __restrict g4 = &gst[4 * BM + ui * M];
-          T* __restrict l0 = &gl[0];
-          T* __restrict fb = &fbuf[0];
+        }
 #pragma omp simd
-          for (int64_t m = 0; m < M; ++m) {
-            Fw<T> w;
-            w.sp = sc[m]; w.mw = sc[BM + m]; w.sm = sc[2 * BM + m]; w.suz = sc[3 * BM + m]; w.slz = sc[4 * BM + m];
-            w.pw = sc[5 * BM + m]; w.lx = sc[6 * BM + m]; w.pe = sc[7 * BM + m]; w.ly = sc[8 * BM + m];
-            w.P = P; w.Tc = Tc; w.E = E;
-            HBV_SET_PARAMS(w, m);
-            fw_step<T, true, CAP>(w);
-            St<T> gs = {g0[m], g1[m], g2[m], g3[m], g4[m]};
-            Pars<T> gp;
-            T gP, gT, gE;
-            bw_step<T, CAP>(w, gs, go, gp, gP, gT, gE);
-            g0[m] = gs.sp; g1[m] = gs.mw; g2[m] = gs.sm; g3[m] = gs.suz; g4[m] = gs.slz;
-            l0[P_BETA * M + m] = gp.BETA; l0[P_FC * M + m] = gp.FC; l0[P_K0 * M + m] = gp.K0;
-            l0[P_K1 * M + m] = gp.K1; l0[P_K2 * M + m] = gp.K2; l0[P_LP * M + m] = gp.LP;
-            l0[P_PERC * M + m] = gp.PERC; l0[P_UZL * M + m] = gp.UZL; l0[P_TT * M + m] = gp.TT;
-            l0[P_CFMAX * M + m] = gp.CFMAX; l0[P_CFR * M + m] = gp.CFR; l0[P_CWH * M + m] = gp.CWH;
-            l0[P_BETAET * M + m] = gp.BETAET; l0[P_C * M + m] = gp.C;
-            fb[m] = gP; fb[M + m] = gT; fb[2 * M + m] = gE;
-          }
-          if (gF) {
-            gF[j * 3] = tree_sum(&fbuf[0], M);
-            gF[j * 3 + 1] = tree_sum(&fbuf[M], M);
-            gF[j * 3 + 2] = tree_sum(&fbuf[2 * M], M);
-          }
-          for (int p = 0; p < NP; ++p) {
-            if (a.param_dynamic[p]) {
-              T* dst = static_cast<T*>(a.g_param[p]);
-              if (dst) std::memcpy(dst + t * n * M + u * M, &gl[p * M], M * sizeof(T));
-            } else {
-              T* __restrict acc = &gstat[p * BM + ui * M];
-              const T* __restrict src = &gl[p * M];
-#pragma omp simd
-              for (int64_t m = 0; m < M; ++m) acc[m] += src[m];
-            }
+        for (int64_t e = 0; e < E_; ++e) {
+          Fw<T> w;
+          w.sp = sc[e]; w.mw = sc[BM + e]; w.sm = sc[2 * BM + e]; w.suz = sc[3 * BM + e]; w.slz = sc[4 * BM + e];
+          w.pw = sc[5 * BM + e]; w.lx = sc[6 * BM + e]; w.pe = sc[7 * BM + e]; w.ly = sc[8 * BM + e];
+          w.P = fP[e]; w.Tc = fT[e]; w.E = fE[e];
+          HBV_SET_PARAMS(w, e);
+          fw_step<T, true, CAP>(w);
+          const Outs<T> go = {gob[O_Q * BM + e], gob[O_Q0 * BM + e], gob[O_Q1 * BM + e], gob[O_Q2 * BM + e],
+                              gob[O_ET * BM + e], gob[O_LEAK * BM + e], gob[O_RECH * BM + e],
+                              gob[O_EXCESS * BM + e], gob[O_PERC * BM + e], gob[O_CAP * BM + e],
+                              gob[O_SP * BM + e], gob[O_MW * BM + e], gob[O_SM * BM + e], gob[O_SUZ * BM + e],
+                              gob[O_SLZ * BM + e]};
+          St<T> gs = {g0[e], g1[e], g2[e], g3[e], g4[e]};
+          Pars<T> gp;
+          T gP, gT, gE;
+          bw_step<T, CAP>(w, gs, go, gp, gP, gT, gE);
+          g0[e] = gs.sp; g1[e] = gs.mw; g2[e] = gs.sm; g3[e] = gs.suz; g4[e] = gs.slz;
+          // (the sink may take several in one iteration: plain read-modify-writes in order, well defined)
+          q_B[e] += gp.BETA; q_FC[e] += gp.FC; q_K0[e] += gp.K0; q_K1[e] += gp.K1; q_K2[e] += gp.K2;
+          q_LP[e] += gp.LP; q_PE[e] += gp.PERC; q_UZ[e] += gp.UZL; q_TT[e] += gp.TT; q_CF[e] += gp.CFMAX;
+          q_CR[e] += gp.CFR; q_CW[e] += gp.CWH; q_BE[e] += gp.BETAET; q_C[e] += gp.C;
+          gf[e] = gP; gf[BM + e] = gT; gf[2 * BM + e] = gE;
+        }
+        if (gF) {
+          for (int64_t ui = 0; ui < nb; ++ui) {
+            T* dst = gF + (t * n + ub + ui) * 3;
+            dst[0] = tree_sum(&gfb[ui * M], M);
+            dst[1] = tree_sum(&gfb[BM + ui * M], M);
+            dst[2] = tree_sum(&gfb[2 * BM + ui * M], M);
           }
         }
       }
     }
     for (int k = 0; k < NS; ++k) {
       T* dst = static_cast<T*>(a.g_state_in[k]);
-      if (dst) std::memcpy(dst + ub * M, &gst[k * BM], nb * M * sizeof(T));
+      if (dst) std::memcpy(dst + ub * M, &gst[k * BM], E_ * sizeof(T));
     }
     for (int p = 0; p < NP; ++p) {
       T* dst = static_cast<T*>(a.g_param[p]);
-      if (!a.param_dynamic[p] && dst) std::memcpy(dst + ub * M, &gstat[p * BM], nb * M * sizeof(T));
+      if (!a.param_dynamic[p] && dst) std::memcpy(dst + ub * M, &gstat[p * BM], E_ * sizeof(T));
     }
   }
 }
@@ -951,7 +1010,9 @@ def load_kernel() -> ctypes.CDLL:
             lib = _build()
             _kernel = lib
             try:
-                _self_test()
+                # the first use may come from inside no_grad/inference_mode (the BMI): the test needs autograd
+                with torch.inference_mode(False), torch.enable_grad():
+                    _self_test()
             except Exception:
                 _kernel = None
                 raise
@@ -1108,7 +1169,9 @@ class _HbvUnroll(torch.autograd.Function):
         g_states = [torch.empty((n, nmul), dtype=dtype) if need[2 + k] else None for k in range(_NS)]
         for k, g in enumerate(g_states):
             args.g_state_in[k] = _ptr(g)
-        g_params = [torch.empty_like(p) if need[2 + _NS + i] else None for i, p in enumerate(params)]
+        # dynamic parameters' gradients are accumulated into (zero-filled), static ones written
+        g_params = [(torch.zeros_like(p) if dyn_flags[i] else torch.empty_like(p)) if need[2 + _NS + i] else None
+                    for i, p in enumerate(params)]
         for i, g in enumerate(g_params):
             args.g_param[i] = _ptr(g)
         _run(lib.hbv_backward, args, dtype, "backward")
@@ -1136,6 +1199,23 @@ def _eager_unroll(state: HbvState, forcings, static, dynamic, capillary, outputs
     n = forcings.shape[1]
     out = {k: torch.stack(v) if v else forcings.new_zeros((0, n)) for k, v in collected.items()}
     return st, out
+
+
+def _full(v: torch.Tensor, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+    """``v`` as a contiguous ``shape`` tensor of ``dtype`` (no copy when it already is one)."""
+    if v.dtype != dtype:
+        v = v.to(dtype)
+    if tuple(v.shape) != shape:
+        v = v.expand(shape)
+    if not v.is_contiguous():
+        v = v.contiguous()
+    return v
+
+
+def _broadcastable(shape: tuple, target: tuple) -> bool:
+    if len(shape) > len(target):
+        return False
+    return all(a == b or a == 1 for a, b in zip(reversed(shape), reversed(target)))
 
 
 def _check_inputs(state, forcings, static, dynamic, capillary, outputs):
@@ -1171,22 +1251,12 @@ def _check_inputs(state, forcings, static, dynamic, capillary, outputs):
     for p, v in static.items():
         if not isinstance(v, torch.Tensor):
             raise TypeError(f"parameter {p}: expected a tensor broadcastable to (n_units={n}, nmul={nmul}), got {type(v).__name__}")
-        try:
-            torch.broadcast_shapes(v.shape, (n, nmul))
-        except RuntimeError:
-            raise ValueError(f"parameter {p} (static): expected a shape broadcastable to (n_units={n}, nmul={nmul}), got {tuple(v.shape)}") from None
-        if torch.broadcast_shapes(v.shape, (n, nmul)) != (n, nmul):
+        if not _broadcastable(tuple(v.shape), (n, nmul)):
             raise ValueError(f"parameter {p} (static): expected a shape broadcastable to (n_units={n}, nmul={nmul}), got {tuple(v.shape)}")
     for p, v in dynamic.items():
         if not isinstance(v, torch.Tensor):
             raise TypeError(f"parameter {p}: expected a tensor broadcastable to (time={n_t}, n_units={n}, nmul={nmul}), got {type(v).__name__}")
-        ok = v.dim() == 3
-        if ok:
-            try:
-                ok = torch.broadcast_shapes(v.shape, (n_t, n, nmul)) == (n_t, n, nmul)
-            except RuntimeError:
-                ok = False
-        if not ok:
+        if v.dim() != 3 or not _broadcastable(tuple(v.shape), (n_t, n, nmul)):
             raise ValueError(f"parameter {p} (dynamic): expected a (time={n_t}, n_units={n}, nmul={nmul}) tensor, got {tuple(v.shape)}")
     bad = [o for o in outputs if o not in FAST_OUTPUTS]
     if bad:
@@ -1239,18 +1309,18 @@ def hbv_unroll(
         dtype = torch.promote_types(dtype, v.dtype)
     if dtype not in _DT_CODE:
         raise TypeError(f"parameters/state: expected float32 or float64 tensors, got {dtype}")
-    forc = forcings.to(dtype).contiguous()
-    states = [s.to(dtype).contiguous() for s in state]
+    forc = _full(forcings, (n_t, n, 3), dtype)
+    states = [_full(s, (n, nmul), dtype) for s in state]
     params, flags = [], []
     for p in KERNEL_PARAMS:
         if p in dynamic:
-            params.append(dynamic[p].to(dtype).expand(n_t, n, nmul).contiguous())
+            params.append(_full(dynamic[p], (n_t, n, nmul), dtype))
             flags.append(1)
         elif p in static:
-            params.append(static[p].to(dtype).expand(n, nmul).contiguous())
+            params.append(_full(static[p], (n, nmul), dtype))
             flags.append(0)
         else:  # C without capillary rise: never read
-            params.append(torch.zeros((n, nmul), dtype=dtype))
+            params.append(states[0])
             flags.append(0)
     out_mask = tuple(1 if o in outputs else 0 for o in FAST_OUTPUTS)
     inputs = [forc, *states, *params]
