@@ -214,7 +214,12 @@ def test_fixed_model_matches_physics_directly(real_forcing):
     params = {k: float(sum(physics.PARAM_BOUNDS[k]) / 2) for k in physics.VARIANT_PARAMS["hbv1.0"]}
     model = DeltaModel.fixed(params, routing=False)
     forc = real_forcing[:365]
-    st, out = model.unroll(model.initial_state(forc.shape[1]), forc, torch.zeros(forc.shape[1], 0, dtype=torch.float64))
     p = {k: torch.full((forc.shape[1], 1), v, dtype=torch.float64) for k, v in params.items()}
     _, _, _, q = run_physics(forc, p)
+    zero = torch.zeros(forc.shape[1], 0, dtype=torch.float64)
+    model.config.engine = "eager"  # the same torch ops: identical
+    _, out = model.unroll(model.initial_state(forc.shape[1]), forc, zero)
     assert float((out["runoff"] - q[..., 0]).abs().max()) == 0.0
+    model.config.engine = "auto"  # the fused kernel: x**b evaluated as exp(b log x), ~1e-15 relative
+    _, out = model.unroll(model.initial_state(forc.shape[1]), forc, zero)
+    np.testing.assert_allclose(out["runoff"].numpy(), q[..., 0].numpy(), rtol=1e-10, atol=1e-12)
