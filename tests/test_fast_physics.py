@@ -258,6 +258,22 @@ def test_engine_auto_falls_back_with_a_logged_reason(caplog):
     assert fast.resolve_engine("auto", "cpu", torch.float16)[0] == "eager"
 
 
+def test_first_use_inside_inference_mode_loads_the_kernel():
+    """The BMI's first call comes from inside no_grad/inference_mode; the load-time self-test must still run."""
+    code = (
+        "import torch\n"
+        "from bmi_dhydro import physics; from bmi_dhydro.physics import fast\n"
+        "st = physics.initial_state(2, 3)\n"
+        "p = {k: torch.full((2, 3), sum(physics.PARAM_BOUNDS[k]) / 2) for k in physics.VARIANT_PARAMS['hbv1.0']}\n"
+        "with torch.inference_mode():\n"
+        "    e, o = fast.hbv_unroll(st, torch.rand(4, 2, 3), p, {}, False, engine='fast')\n"
+        "print('OK', fast.kernel_available()[0])\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "OK True" in res.stdout
+
+
 def test_switched_off_kernel_falls_back_in_a_fresh_process():
     code = (
         "import logging, torch; logging.basicConfig(level=logging.WARNING)\n"

@@ -27,13 +27,14 @@ Engines (``engine=``):
 
 How the kernel works
 --------------------
-Every (unit, component) pair is an independent column: its five stores stay in registers/L1 for the whole time
-loop, units are split over ``torch.get_num_threads()`` threads, and the ``nmul`` components of a unit are
-processed as SIMD lanes.  The arithmetic is the eager step's, in the same order and the same precision (float32
-data is computed in float32, with no fused multiply-adds); only ``x**b`` is evaluated differently, as
-``exp(b·log x)`` in double precision from a branch-free log/exp (correctly rounded to float32 in float32; about
-1e-15 relative in float64).  ``clamp``/``max``/``min`` and the soil-moisture floor are the same operations, so
-mass balance holds exactly as in the eager step.
+Every (unit, component) pair is an independent column.  Units are split over ``torch.get_num_threads()``
+threads; each thread takes blocks of about 1024 columns and runs the whole time loop on a block, its stores
+staying in L1/L2, one SIMD loop over the block's columns per step (so the (T, n, nmul) inputs stream through in
+contiguous runs, prefetched a step ahead).  The arithmetic is the eager step's, in the same order and the same
+precision (float32 data in float32, float64 in float64, no fused multiply-adds); only ``x**b`` is evaluated
+differently: ``exp(b·log x)`` from branch-free log/exp with an extra-precision exponent (float-float in float32,
+double-double in float64), about 1 ulp, like torch's own ``pow``.  ``clamp``/``max``/``min`` and the soil-moisture
+floor are the same operations, so mass balance holds exactly as in the eager step.
 
 Backward (a hand-derived adjoint of the step, with torch's conventions at kinks: ``minimum`` splits the gradient
 in half on ties, ``clamp`` passes it on the boundary, ``pow`` follows ``torch.pow``).  The forward pass stores
@@ -181,33 +182,10 @@ HBV_INLINE void hbv_log2(double x, double& hi, double& lo) {
 
 HBV_INLINE double hbv_log(double x) { double h, l; hbv_log2(x, h, l); return h + l; }
 
-// log of a float32 value, in double to about 1e-11 relative: ample for a float32 result.  Same special cases.
-HBV_INLINE double hbv_log_f(double x) {
-  const uint64_t bits = as_bits(x);                      // a float32 value is a normal double (or 0/inf/NaN)
-  double e = as_double((bits >> 52) | 0x4330000000000000ULL) - TWO52 - 1023.0;
-  double m = as_double((bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);
-  const bool big = m > 1.4142135623730951;
-  m = big ? m * 0.5 : m;
-  e = big ? e + 1.0 : e;
-  const double f = m - 1.0;
-  const double s = f / (2.0 + f);
-  const double z = s * s;
-  double p = 2.0 / 11.0;
-  p = HBV_FMA(p, z, 2.0 / 9.0); p = HBV_FMA(p, z, 2.0 / 7.0); p = HBV_FMA(p, z, 2.0 / 5.0); p = HBV_FMA(p, z, 2.0 / 3.0);
-  const double hfsq = 0.5 * f * f;
-  double r = e * 0.6931471805599453 + (f + (s * (hfsq + z * p) - hfsq));
-  r = (x == 0.0) ? -__builtin_inf() : r;
-  r = (x < 0.0) ? __builtin_nan("") : r;
-  r = (x != x) ? x : r;
-  r = (x == __builtin_inf()) ? x : r;
-  return r;
-}
-
 // 2^k for an integral double k in [-1022, 1023], by building the exponent bits.
 HBV_INLINE double pow2i(double k) { return as_double(as_bits(k + (1023.0 + TWO52)) << 52); }
 
 // exp, branch-free (vectorisable), about 1 ulp; overflows to inf and underflows to 0 like exp().
-template <bool SHORT = false>
 HBV_INLINE double hbv_exp(double y) {
   const bool nan = y != y;
   double yc = y > 709.9 ? 709.9 : y;
@@ -215,15 +193,9 @@ HBV_INLINE double hbv_exp(double y) {
   yc = nan ? 0.0 : yc;
   const double nd = (yc * 1.4426950408889634 + ROUNDER) - ROUNDER;
   const double r = (yc - nd * LN2_HI) - nd * LN2_LO;     // |r| <= 0.3466
-  double p;
-  if (SHORT) {  // float32 data: relative error < 3e-10
-    p = 1.0 / 40320.0;                                  // 1/8!
-  } else {
-    p = 1.0 / 6227020800.0;                             // 1/13!
-    p = HBV_FMA(p, r, 1.0 / 479001600.0); p = HBV_FMA(p, r, 1.0 / 39916800.0); p = HBV_FMA(p, r, 1.0 / 3628800.0);
-    p = HBV_FMA(p, r, 1.0 / 362880.0);  p = HBV_FMA(p, r, 1.0 / 40320.0);
-  }
-  p = HBV_FMA(p, r, 1.0 / 5040.0);
+  double p = 1.0 / 6227020800.0;                       // 1/13!
+  p = HBV_FMA(p, r, 1.0 / 479001600.0); p = HBV_FMA(p, r, 1.0 / 39916800.0); p = HBV_FMA(p, r, 1.0 / 3628800.0);
+  p = HBV_FMA(p, r, 1.0 / 362880.0);    p = HBV_FMA(p, r, 1.0 / 40320.0);    p = HBV_FMA(p, r, 1.0 / 5040.0);
   p = HBV_FMA(p, r, 1.0 / 720.0);       p = HBV_FMA(p, r, 1.0 / 120.0);      p = HBV_FMA(p, r, 1.0 / 24.0);
   p = HBV_FMA(p, r, 1.0 / 6.0);         p = HBV_FMA(p, r, 0.5);              p = HBV_FMA(p, r, 1.0);
   p = HBV_FMA(p, r, 1.0);
@@ -246,23 +218,96 @@ HBV_INLINE double two_prod_err(double a, double b, double p) {
 }
 
 // x ** b as torch.pow for x >= 0 (about 1 ulp): x == 0 gives 0 (b > 0), 1 (b == 0), inf (b < 0).  Also log x.
-// With SHORT (float32 data) plain double precision is far more than enough: no hi/lo correction.
-template <bool SHORT>
 HBV_INLINE double hbv_pow(double x, double b, double& lx) {
-  double r;
-  if (SHORT) {
-    lx = hbv_log_f(x);
-    r = hbv_exp<true>(b * lx);
-  } else {
-    double h, l;
-    hbv_log2(x, h, l);
-    lx = h + l;
-    const double yh = b * h;
-    double yl = two_prod_err(b, h, yh) + b * l;
-    yl = ((yh - yh) == 0.0) ? yl : 0.0;          // inf/NaN exponent: no correction
-    r = hbv_exp<false>(yh) * (1.0 + yl);         // exp(yh + yl) = exp(yh)(1 + yl), |yl| < 1e-13
-  }
+  double h, l;
+  hbv_log2(x, h, l);
+  lx = h + l;
+  const double yh = b * h;
+  double yl = two_prod_err(b, h, yh) + b * l;
+  yl = ((yh - yh) == 0.0) ? yl : 0.0;            // inf/NaN exponent: no correction
+  const double r = hbv_exp(yh) * (1.0 + yl);     // exp(yh + yl) = exp(yh)(1 + yl), |yl| < 1e-13
   return (b == 0.0) ? 1.0 : r;
+}
+
+// ---- float32: x ** b in float lanes (twice the SIMD width of double), about 1 ulp -----------------------------
+// log x is carried as a float-float h + l and the product b log x as yh + yl (an exact FMA product error), so the
+// exponent keeps ~2^-40 absolute accuracy even when |b log x| is large; exp then reduces yh by n ln2 exactly.
+
+HBV_INLINE float as_float(uint32_t b) { float f; std::memcpy(&f, &b, 4); return f; }
+HBV_INLINE uint32_t as_bits32(float f) { uint32_t b; std::memcpy(&b, &f, 4); return b; }
+#if defined(__FMA__) || defined(__aarch64__) || defined(__ARM_FEATURE_FMA)
+#define HBV_FMAF(a, b, c) __builtin_fmaf((a), (b), (c))
+HBV_INLINE float prod_err_f(float a, float b, float p) { return __builtin_fmaf(a, b, -p); }
+#else
+#define HBV_FMAF(a, b, c) ((a) * (b) + (c))
+HBV_INLINE float prod_err_f(float a, float b, float p) {
+  const float c = 4097.0f;  // Dekker/Veltkamp split
+  const float ta = c * a, ah = ta - (ta - a), al = a - ah;
+  const float tb = c * b, bh = tb - (tb - b), bl = b - bh;
+  return ((ah * bh - p) + ah * bl + al * bh) + al * bl;
+}
+#endif
+constexpr float LN2F_HI = 0.693145751953125f;      // 16 significant bits: n * LN2F_HI is exact for |n| < 256
+constexpr float LN2F_LO = 1.428606765330187e-06f;
+
+HBV_INLINE float hbv_powf(float x, float b, float& lx) {
+  // x = 2^e m, m in [sqrt(1/2), sqrt(2)); subnormal x scaled up first
+  const bool sub = x < 1.17549435e-38f;
+  const float xs = sub ? x * 16777216.0f : x;          // 2^24
+  const uint32_t bits = as_bits32(xs);
+  float e = as_float((bits >> 23) | 0x4b000000u) - 8388608.0f - 127.0f;
+  e = sub ? e - 24.0f : e;
+  float m = as_float((bits & 0x007fffffu) | 0x3f800000u);
+  const bool big = m > 1.41421356f;
+  m = big ? m * 0.5f : m;
+  e = big ? e + 1.0f : e;
+  const float f = m - 1.0f;                            // exact
+  const float s = f / (2.0f + f);
+  const float z = s * s;
+  float p = 2.0f / 9.0f;
+  p = HBV_FMAF(p, z, 2.0f / 7.0f); p = HBV_FMAF(p, z, 2.0f / 5.0f); p = HBV_FMAF(p, z, 2.0f / 3.0f);
+  const float hfsq = 0.5f * f * f;
+  const float corr = s * (hfsq + z * p) - hfsq;        // log(1 + f) - f, |corr| < 0.1
+  // log x = (e ln2_hi + f) + (e ln2_lo + corr): two-sum of the first pair, then renormalise
+  const float A = e * LN2F_HI;                         // exact
+  const float S = A + f;
+  const float bb = S - A;
+  const float err = (A - (S - bb)) + (f - bb);
+  const float small = err + (e * LN2F_LO + corr);
+  float h = S + small;
+  float l = small - (h - S);
+  // y = b log x as yh + yl
+  const float yh = b * h;
+  float yl = prod_err_f(b, h, yh) + b * l;
+  // exp(yh + yl)
+  float yc = yh > 89.0f ? 89.0f : yh;                  // beyond: 0 or inf anyway
+  yc = yc < -104.0f ? -104.0f : yc;
+  const float nd = (yc * 1.44269504f + 12582912.0f) - 12582912.0f;  // round to nearest (1.5 * 2^23)
+  const float r = ((yc - nd * LN2F_HI) - nd * LN2F_LO) + yl;      // |r| < 0.35
+  float q = 1.0f / 40320.0f;
+  q = HBV_FMAF(q, r, 1.0f / 5040.0f); q = HBV_FMAF(q, r, 1.0f / 720.0f); q = HBV_FMAF(q, r, 1.0f / 120.0f);
+  q = HBV_FMAF(q, r, 1.0f / 24.0f);   q = HBV_FMAF(q, r, 1.0f / 6.0f);   q = HBV_FMAF(q, r, 0.5f);
+  q = HBV_FMAF(q, r, 1.0f);           q = HBV_FMAF(q, r, 1.0f);
+  const float n1 = (nd * 0.5f + 12582912.0f) - 12582912.0f;
+  const float n2 = nd - n1;                            // |n1|, |n2| <= 76: 2^n1 and 2^n2 are normal floats
+  const float s1 = as_float(as_bits32(n1 + (127.0f + 8388608.0f)) << 23);
+  const float s2 = as_float(as_bits32(n2 + (127.0f + 8388608.0f)) << 23);
+  float out = q * s1 * s2;
+  // special cases as nested selects (keeps the loops vectorisable)
+  const float at0 = b > 0.0f ? 0.0f : __builtin_inff();  // x == 0
+  out = (x == 0.0f) ? at0 : out;
+  out = (x < 0.0f) ? __builtin_nanf("") : out;
+  out = (x == __builtin_inff()) ? (b > 0.0f ? x : 0.0f) : out;
+  out = (x != x) ? x : out;
+  out = (b != b) ? b : out;
+  out = (b == 0.0f) ? 1.0f : out;
+  float lg = h + l;
+  lg = (x == 0.0f) ? -__builtin_inff() : lg;
+  lg = (x < 0.0f) ? __builtin_nanf("") : lg;
+  lg = (x == __builtin_inff()) ? x : lg;
+  lg = (x != x) ? x : lg;
+  lx = lg;
+  return out;
 }
 
 template <class T> HBV_INLINE T max0(T a) { return a < T(0) ? T(0) : a; }                 // clamp(min=0)
@@ -283,6 +328,11 @@ HBV_INLINE T tree_sum(T* __restrict x, int64_t len) {
   }
   return x[0];
 }
+
+// x ** b and log x in the data's precision
+// (locals, not struct fields, take the log: a field's address would keep the step's struct out of registers)
+HBV_INLINE float pow_lx(float x, float b, float& lx) { return hbv_powf(x, b, lx); }
+HBV_INLINE double pow_lx(double x, double b, double& lx) { return hbv_pow(x, b, lx); }
 
 template <class T>
 struct Fw {
@@ -321,7 +371,7 @@ HBV_INLINE void fw_step(Fw<T>& w) {
   w.tosoil = max0(w.a3);
   w.mw3 = w.mw2 - w.tosoil;
   w.x = w.sm / w.FC;
-  if (!STORED) { double l; w.pw = T(hbv_pow<sizeof(T) == 4>(double(w.x), double(w.BETA), l)); w.lx = T(l); }
+  if (!STORED) { T l; const T r = pow_lx(w.x, w.BETA, l); w.pw = r; w.lx = l; }
   w.wet = clamp01(w.pw);
   w.infil = w.rain + w.tosoil;
   w.rech = w.infil * w.wet;
@@ -331,7 +381,7 @@ HBV_INLINE void fw_step(Fw<T>& w) {
   w.sm2 = w.sm1 - w.excess;
   w.LF = w.LP * w.FC;
   w.y = w.sm2 / w.LF;
-  if (!STORED) { double l; w.pe = T(hbv_pow<sizeof(T) == 4>(double(w.y), double(w.BETAET), l)); w.ly = T(l); }
+  if (!STORED) { T l; const T r = pow_lx(w.y, w.BETAET, l); w.pe = r; w.ly = l; }
   w.ef = clamp01(w.pe);
   w.d = w.E * w.ef;
   w.et = tmin(w.sm2, w.d);
@@ -541,6 +591,7 @@ HBV_INLINE void bw_step(const Fw<T>& w, St<T>& gs, const Outs<T>& go, Pars<T>& g
 // prefetchers follow them), the block's states stay in L1/L2, and consecutive vectors are independent, so the
 // long dependency chains of a step (two pow) overlap.  Forcings are spread to the columns first.
 inline int64_t block_units(int64_t M) { int64_t b = 1024 / M; return b < 1 ? 1 : b; }
+inline int64_t block_size(int64_t M, int64_t units) { const int64_t b = block_units(M); return units < b ? units : b; }
 
 template <class T>
 struct View {
@@ -581,6 +632,18 @@ HBV_INLINE void prefetch_step(const Args& a, const T* F, int64_t t, int64_t n, i
   for (int64_t e = 0; e < nb * 3; e += line) __builtin_prefetch(f + e, 0, 3);
 }
 
+// the dynamic parameters' gradients of step t (read-modify-write in the adjoint), ahead of use
+template <class T>
+HBV_INLINE void prefetch_grads(const Args& a, int64_t t, int64_t n, int64_t ub, int64_t nb, int64_t M) {
+  if (t < 0 || t >= a.n_t) return;
+  const int64_t line = 64 / sizeof(T);
+  for (int p = 0; p < NP; ++p) {
+    if (!a.param_dynamic[p] || !a.g_param[p]) continue;
+    const T* base = static_cast<const T*>(a.g_param[p]) + (t * n + ub) * M;
+    for (int64_t e = 0; e < nb * M; e += line) __builtin_prefetch(base + e, 1, 3);
+  }
+}
+
 // forcings of units [ub, ub + nb) at step t, spread over their columns
 template <class T>
 HBV_INLINE void spread_forcing(const T* F, int64_t t, int64_t n, int64_t ub, int64_t nb, int64_t M, T* fP, T* fT, T* fE) {
@@ -594,7 +657,7 @@ HBV_INLINE void spread_forcing(const T* F, int64_t t, int64_t n, int64_t ub, int
 template <class T, bool CAP>
 void forward_units(const Args& a, int64_t u0, int64_t u1) {
   View<T> v(a);
-  const int64_t n = v.n, M = v.M, nT = v.nT, K = a.chunk, B = block_units(M), BM = B * M;
+  const int64_t n = v.n, M = v.M, nT = v.nT, K = a.chunk, B = block_size(M, u1 - u0), BM = B * M;
   const T* F = static_cast<const T*>(a.forcing);
   std::vector<T> st(NS * BM), obuf(NO * BM), fb(3 * BM), sink(BM);
   T* out[NO];
@@ -655,7 +718,7 @@ void forward_units(const Args& a, int64_t u0, int64_t u1) {
 template <class T, bool CAP>
 void backward_units(const Args& a, int64_t u0, int64_t u1) {
   View<T> v(a);
-  const int64_t n = v.n, M = v.M, nT = v.nT, K = a.chunk, B = block_units(M), BM = B * M;
+  const int64_t n = v.n, M = v.M, nT = v.nT, K = a.chunk, B = block_size(M, u1 - u0), BM = B * M;
   const int64_t n_chunks = (nT + K - 1) / K;
   const int64_t SLOT = NSCR * BM;  // scratch per step: [NSCR][B * M]
   const T* F = static_cast<const T*>(a.forcing);
@@ -708,6 +771,7 @@ void backward_units(const Args& a, int64_t u0, int64_t u1) {
       for (int64_t t = t1 - 1; t >= t0; --t) {
         const T* __restrict sc = &scr[(t - t0) * SLOT];
         prefetch_step(a, F, t - 1, n, ub, nb, M);
+        prefetch_grads<T>(a, t - 1, n, ub, nb, M);
         spread_forcing(F, t, n, ub, nb, M, &fb[0], &fb[BM], &fb[2 * BM]);
         HBV_LOAD_PARAMS(t, ub);
         T* gpp[NP];
@@ -815,10 +879,10 @@ int hbv_backward(const Args* a, int dtype) {
   } catch (...) { return 2; }
 }
 
-double hbv_pow_test(double x, double b) { double l; return hbv_pow<false>(x, b, l); }
-double hbv_pow_test_f(double x, double b) { double l; return hbv_pow<true>(x, b, l); }
+double hbv_pow_test(double x, double b) { double l; return hbv_pow(x, b, l); }
+double hbv_pow_test_f(double x, double b) { float l; return hbv_powf(float(x), float(b), l); }
 double hbv_log_test(double x) { return hbv_log(x); }
-double hbv_exp_test(double y) { return hbv_exp<false>(y); }
+double hbv_exp_test(double y) { return hbv_exp(y); }
 
 }  // extern "C"
 """
@@ -1084,11 +1148,9 @@ def _fill_args(n_t, n, nmul, chunk, capillary, forcing, states, params, dyn_flag
     a.n_threads = max(1, torch.get_num_threads()) if n_t * n * nmul >= 32768 else 1
     a.capillary = 1 if capillary else 0
     a.forcing = forcing.data_ptr()
-    for k, s in enumerate(states):
-        a.state_in[k] = s.data_ptr()
-    for p, t in enumerate(params):
-        a.param[p] = t.data_ptr()
-        a.param_dynamic[p] = dyn_flags[p]
+    a.state_in[:] = [s.data_ptr() for s in states]
+    a.param[:] = [t.data_ptr() for t in params]
+    a.param_dynamic[:] = dyn_flags
     return a
 
 
@@ -1104,15 +1166,16 @@ def _kernel_forward(forcing, states, params, dyn_flags, capillary, out_mask, chu
     nmul = states[0].shape[1]
     dtype = forcing.dtype
     args = _fill_args(n_t, n, nmul, chunk, capillary, forcing, states, params, dyn_flags)
-    new_states = [torch.empty((n, nmul), dtype=dtype) for _ in range(_NS)]
-    for k, s in enumerate(new_states):
-        args.state_out[k] = s.data_ptr()
-    outs = []
-    for o in range(_NO):
-        if out_mask[o]:
-            t = torch.empty((n_t, n), dtype=dtype)
-            args.out[o] = t.data_ptr()
-            outs.append(t)
+    wanted = [o for o in range(_NO) if out_mask[o]]
+    if keep_ckpt:  # autograd outputs: separate tensors
+        new_states = [torch.empty((n, nmul), dtype=dtype) for _ in range(_NS)]
+        outs = [torch.empty((n_t, n), dtype=dtype) for _ in wanted]
+    else:  # inference: two allocations (this path also serves one-step calls, where overhead counts)
+        new_states = list(torch.empty((_NS, n, nmul), dtype=dtype).unbind(0))
+        outs = list(torch.empty((len(wanted), n_t, n), dtype=dtype).unbind(0)) if wanted else []
+    args.state_out[:] = [s.data_ptr() for s in new_states]
+    for o, t in zip(wanted, outs):
+        args.out[o] = t.data_ptr()
     ckpt = None
     if keep_ckpt:
         ckpt = torch.empty(((n_t + chunk - 1) // chunk, _NS, n, nmul), dtype=dtype)
@@ -1213,6 +1276,8 @@ def _full(v: torch.Tensor, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _broadcastable(shape: tuple, target: tuple) -> bool:
+    if shape == target:
+        return True
     if len(shape) > len(target):
         return False
     return all(a == b or a == 1 for a, b in zip(reversed(shape), reversed(target)))
@@ -1306,7 +1371,8 @@ def hbv_unroll(
     # common dtype (as eager type promotion would give), contiguous, full shapes
     dtype = forcings.dtype
     for v in (*state, *static.values(), *dynamic.values()):
-        dtype = torch.promote_types(dtype, v.dtype)
+        if v.dtype is not dtype:
+            dtype = torch.promote_types(dtype, v.dtype)
     if dtype not in _DT_CODE:
         raise TypeError(f"parameters/state: expected float32 or float64 tensors, got {dtype}")
     forc = _full(forcings, (n_t, n, 3), dtype)
