@@ -163,16 +163,21 @@ def throughput(sizes, t_len: int, backward: bool, reps_for, quick: bool) -> list
                                  f"{EAGER_BYTES_PER_ELEMENT_STEP * n * 16 * t_len / 2**30:.0f} GiB")
         row["eager_steps"] = t_eager
         eager_reps = 1 if n * t_eager > 2e6 else reps  # a slow eager run is long enough to be stable
-        best = {"eager": float("inf"), "fast": float("inf")}
+        best = {"eager": float("inf"), "fast": float("inf"), "fast_forward": float("inf")}
         for i in range(max(reps, eager_reps)):  # interleaved
             if i < eager_reps:
                 best["eager"] = min(best["eager"], _run("eager", eprob, backward))
             if i < reps:
                 best["fast"] = min(best["fast"], _run("fast", prob, backward))
+                if backward:  # the fast forward alone, in the same rounds: the fwd+bwd / fwd ratio
+                    best["fast_forward"] = min(best["fast_forward"], _run("fast", prob, False))
         row["eager_unit_steps_per_s"] = n * row["eager_steps"] / best["eager"]
         row["fast_unit_steps_per_s"] = n * t_len / best["fast"]
         row["speedup"] = row["fast_unit_steps_per_s"] / row["eager_unit_steps_per_s"]
         row["eager_s"], row["fast_s"] = best["eager"], best["fast"]
+        if backward:
+            row["fast_forward_s"] = best["fast_forward"]
+            row["fast_fwd_bwd_over_fwd"] = best["fast"] / best["fast_forward"]
         row["reps"] = reps
         log(f"  {'fwd+bwd' if backward else 'forward'} N={n}: eager {row['eager_unit_steps_per_s']:.3g}, "
             f"fast {row['fast_unit_steps_per_s']:.3g} unit-steps/s, x{row['speedup']:.1f}")
@@ -346,12 +351,12 @@ def kernel_profile(quick: bool) -> dict:
 
 def _pow_probe(state, forc, static, dyn, elems) -> dict:
     """The kernel rebuilt with x**b replaced by a multiply (a cost probe, not a model): how much of the forward the
-    two pow (double-precision log and exp) take."""
+    two pow (extra-precision log and exp) take."""
     import ctypes
 
     src = fast._source_text()
-    a = "if (!STORED) { double l; w.pw = T(hbv_pow<sizeof(T) == 4>(double(w.x), double(w.BETA), l)); w.lx = T(l); }"
-    b = "if (!STORED) { double l; w.pe = T(hbv_pow<sizeof(T) == 4>(double(w.y), double(w.BETAET), l)); w.ly = T(l); }"
+    a = "if (!STORED) { T l; const T r = pow_lx(w.x, w.BETA, l); w.pw = r; w.lx = l; }"
+    b = "if (!STORED) { T l; const T r = pow_lx(w.y, w.BETAET, l); w.pe = r; w.ly = l; }"
     if a not in src or b not in src:
         return {"error": "source changed; probe not applicable"}
     probe = src.replace(a, "if (!STORED) { w.pw = w.x * w.BETA; w.lx = w.x; }").replace(
@@ -460,12 +465,11 @@ def targets(res: dict) -> list[dict]:
             if n >= 1000:
                 t.append({"target": f"forward+backward >= 10x eager at N = {n:.0e}", "value": f"x{bw[n]['speedup']:.1f}",
                           "met": bw[n]["speedup"] >= 10})
-    if fw and bw:
-        for n in sorted(set(fw) & set(bw)):
-            if n >= 1000:
-                ratio = fw[n]["fast_unit_steps_per_s"] / bw[n]["fast_unit_steps_per_s"]
-                t.append({"target": f"fast forward+backward <= 3x fast forward (N = {n:.0e})", "value": f"{ratio:.2f}x",
-                          "met": ratio <= 3})
+    for n in sorted(bw):
+        if n >= 1000 and "fast_fwd_bwd_over_fwd" in bw[n]:
+            ratio = bw[n]["fast_fwd_bwd_over_fwd"]
+            t.append({"target": f"fast forward+backward <= 3x fast forward (N = {n:.0e}, same rounds)",
+                      "value": f"{ratio:.2f}x", "met": ratio <= 3})
     if "memory" in res:
         m = res["memory"]
         t.append({"target": f"peak memory, {m['steps']}-step backward at N = {m['n']:.0e}: <= 1/4 of eager",
@@ -512,9 +516,11 @@ def write_readme(res: dict, path: Path) -> None:
     for key, title in (("forward", "Forward throughput"), ("backward", "Forward + backward throughput (loss = sum of runoff; gradients for all parameters)")):
         if key in res:
             rows = [[f"{r['n']:,}", r["steps"], f"{r['eager_steps']}", _fmt(r["eager_unit_steps_per_s"]),
-                     _fmt(r["fast_unit_steps_per_s"]), f"x{r['speedup']:.1f}", r["reps"]] for r in res[key]]
+                     _fmt(r["fast_unit_steps_per_s"]), f"x{r['speedup']:.1f}", r["reps"]]
+                    + ([f"{r['fast_fwd_bwd_over_fwd']:.2f}"] if "fast_fwd_bwd_over_fwd" in r else []) for r in res[key]]
+            extra = ["fast fwd+bwd time / fast fwd time"] if key == "backward" else []
             L += [f"## {title}", "", "unit-steps/s (units x steps / wall seconds), 365 daily steps.", "",
-                  _table(["N units", "steps", "eager steps", "eager", "fast", "speed-up", "reps"], rows), ""]
+                  _table(["N units", "steps", "eager steps", "eager", "fast", "speed-up", "reps"] + extra, rows), ""]
             notes = [r["eager_note"] for r in res[key] if r.get("eager_note")]
             if notes:
                 L += ["Notes: " + "; ".join(f"N={r['n']:,}: {r['eager_note']}" for r in res[key] if r.get("eager_note")) +
@@ -589,8 +595,9 @@ def write_readme(res: dict, path: Path) -> None:
                       ["forward keeping chunk states (training)", f"{p['forward_keeping_chunk_states_ns']:.2f}"],
                       ["backward (recompute chunk + adjoint)", f"{p['backward_ns']:.2f}"],
                       ["forward, kernel rebuilt without the two pow (cost probe)", f"{pp.get('kernel_without_pow_ns', float('nan')):.2f}"]]),
-              "", f"The two `x ** b` (soil wetness and ET factor), evaluated as exp(b log x) in double precision to "
-              f"match torch to the last bits, take {pp.get('pow_share', float('nan')):.0%} of the forward.  The backward "
+              "", f"The two `x ** b` (soil wetness and ET factor), evaluated as exp(b log x) with an extra-precision "
+              f"exponent (float-float) to stay within about 1 ulp of torch's pow, take {pp.get('pow_share', float('nan')):.0%} "
+              "of the forward; they are serial (the ET factor needs the soil moisture after recharge).  The backward "
               "recomputes each chunk's forward once (with its pow) and then runs the adjoint, which needs no "
               "transcendental functions: so forward + backward costs about 3 forwards.", ""]
         eo = p.get("eager_ops")
@@ -624,6 +631,8 @@ def main(argv=None) -> int:
     ap.add_argument("--note", default="", help="free text recorded with the results")
     ap.add_argument("--render", action="store_true",
                     help="measure nothing: rebuild README.md from results.json (picking up regrid.json / mpi.json)")
+    ap.add_argument("--merge", action="store_true",
+                    help="with --only: update those sections in an existing results.json instead of starting anew")
     args = ap.parse_args(argv)
     if args.render:
         outdir = Path(args.out)
@@ -647,10 +656,15 @@ def main(argv=None) -> int:
         print(f"bench: {why}", file=sys.stderr)
         return 2
     res: dict = {"meta": meta(args)}
+    previous = Path(args.out) / "results.json"
+    if args.merge and previous.is_file():
+        old = json.loads(previous.read_text())
+        res = {**old, "meta": {**old.get("meta", {}), "merged": sorted(set(old.get("meta", {}).get("merged", []))
+                                                                     | set(sections)), "merged_at": res["meta"]["date"]}}
     log(f"bench ({res['meta']['mode']}): {', '.join(sections)}")
     sizes = [1, 1000, 10_000] if args.quick else [1, 1000, 10_000, 100_000]
     t_len = 365
-    reps_for = (lambda n: 3 if n <= 1000 else 1) if args.quick else (lambda n: 5 if n <= 1000 else (3 if n <= 10_000 else 2))
+    reps_for = (lambda n: 3 if n <= 1000 else 1) if args.quick else (lambda n: 5 if n <= 1000 else 3)
     if "forward" in sections:
         log("forward throughput")
         res["forward"] = throughput(sizes, t_len, False, reps_for, args.quick)
