@@ -30,8 +30,8 @@ def _status(key: str) -> float:
 
 def main(engine: str, n: int, t_len: int, nmul: int = 16) -> dict:
     import torch
-
     from baseline import eager_unroll, make_problem
+
     from bmi_dhydro.physics import fast
 
     torch.manual_seed(0)

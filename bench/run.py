@@ -31,8 +31,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
-
 from baseline import eager_unroll, make_problem  # noqa: E402
+
 from bmi_dhydro import physics  # noqa: E402
 from bmi_dhydro.physics import fast  # noqa: E402
 
