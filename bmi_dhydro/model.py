@@ -233,17 +233,17 @@ class DeltaModel(nn.Module):
             hbv, forcing_t[:, 0], forcing_t[:, 1], forcing_t[:, 2], params, capillary=self.config.capillary
         )
 
-    def _outputs(self, hbv, fluxes, forcing_t, routed, buffer, uh):
-        nm = lambda x: x.mean(-1)  # noqa: E731  component mean
-        stores = {n: nm(getattr(hbv, n)) for n in physics.STATE_NAMES}
+    def _outputs(self, means, forcing_t, routed, buffer, uh):
+        """One step's outputs from the component means of the physics (q, et, leak and the five stores)."""
+        stores = {n: means[n] for n in physics.STATE_NAMES}
         rstore = physics.in_flight(uh, buffer) if uh is not None else torch.zeros_like(routed)
         out = {
             "runoff": routed,
-            "runoff_unrouted": nm(fluxes.q),
-            "et": nm(fluxes.et),
-            "leak": nm(fluxes.leak),
-            "precip": forcing_t[:, 0],
-            "pet": forcing_t[:, 2],
+            "runoff_unrouted": means["q"],
+            "et": means["et"],
+            "leak": means["leak"],
+            "precip": forcing_t[..., 0],
+            "pet": forcing_t[..., 2],
             **stores,
             "swe": stores["snowpack"] + stores["meltwater"],
             "routing_store": rstore,
@@ -258,14 +258,26 @@ class DeltaModel(nn.Module):
         params = dict(prep.static)
         if dyn:
             params.update(physics.scale_rates(dyn, self.config.dt_days))
-        hbv, fluxes = self._physics(state.hbv, forcing_step, params)
         dyn_mean = {f"param_{k}": v.mean(-1) for k, v in dyn.items()}  # per-day values, component mean
-        q = fluxes.q.mean(-1)
+        if self.config.engine != "eager":
+            # the same kernel as unroll, one step: unroll and repeated advance give the same numbers
+            from .physics.fast import hbv_unroll
+
+            scaled = {k: params[k].unsqueeze(0) for k in dyn}
+            static = {k: v for k, v in params.items() if k not in dyn}
+            hbv, o = hbv_unroll(state.hbv, forcing_step.unsqueeze(0), static, scaled, self.config.capillary,
+                                outputs=("q", "et", "leak") + physics.STATE_NAMES, engine=self.config.engine)
+            means = {k: v[0] for k, v in o.items()}
+        else:
+            hbv, fluxes = self._physics(state.hbv, forcing_step, params)
+            means = {"q": fluxes.q.mean(-1), "et": fluxes.et.mean(-1), "leak": fluxes.leak.mean(-1),
+                     **{n: getattr(hbv, n).mean(-1) for n in physics.STATE_NAMES}}
+        q = means["q"]
         if prep.uh is not None:
             routed, buffer = physics.route_step(q, prep.uh, state.route_buffer)
         else:
             routed, buffer = q, state.route_buffer
-        out = self._outputs(hbv, fluxes, forcing_step, routed, buffer, prep.uh)
+        out = self._outputs(means, forcing_step, routed, buffer, prep.uh)
         out.update(dyn_mean)
         return ModelState(hbv, h, c, buffer), out
 
@@ -287,16 +299,20 @@ class DeltaModel(nn.Module):
         need_stores = any(k not in ("runoff", "runoff_unrouted") for k in outputs)
         if self.config.engine != "eager":
             return self._unroll_fast(state, forcings, prep, dyn, h, c, outputs, need_stores)
+        f_steps = forcings.unbind(0)  # unbind once: indexing [t] makes the backward O(T^2)
+        d_steps = {k: v.unbind(0) for k, v in dyn.items()}
         for t in range(forcings.shape[0]):
             params = dict(prep.static)
-            for k, v in dyn.items():
+            for k, v in d_steps.items():
                 params[k] = v[t]
-            hbv, fluxes = self._physics(hbv, forcings[t], params)
+            hbv, fluxes = self._physics(hbv, f_steps[t], params)
             q = fluxes.q.mean(-1)
             qs.append(q)
             if need_stores:
                 # routing store needs the buffer at t: computed after routing below for exactness
-                collected_t = self._outputs(hbv, fluxes, forcings[t], q, buffer, None)
+                means = {"q": q, "et": fluxes.et.mean(-1), "leak": fluxes.leak.mean(-1),
+                         **{n: getattr(hbv, n).mean(-1) for n in physics.STATE_NAMES}}
+                collected_t = self._outputs(means, f_steps[t], q, buffer, None)
                 for k in outputs:
                     if k not in ("runoff", "routing_store", "storage"):
                         collected[k].append(collected_t[k])
