@@ -23,7 +23,6 @@ Mass accounting (ngen's mass-balance protocol, all in m of water over the unit a
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -83,11 +82,10 @@ class Stepper:
         self.tape = None  # list of model forcings while a gradient window is open
 
     def _storage_now(self) -> np.ndarray:
+        """Stores (component mean) plus water in flight in the unit hydrograph, mm."""
         s = self.state
         tot = s.hbv.total().mean(-1)
-        if self.model.config.routing and s.route_buffer.shape[-1] and self.prep is not None:
-            tot = tot + physics.in_flight(self.prep.uh, s.route_buffer)
-        elif self.model.config.routing and s.route_buffer.shape[-1]:
+        if self.model.config.routing and s.route_buffer.shape[-1]:
             tot = tot + physics.in_flight(self._prepared().uh, s.route_buffer)
         return tot.detach().double().numpy().copy()
 
@@ -269,8 +267,4 @@ class Stepper:
         self.prep = model.prepare(self._attrs) if not model.is_fixed else None
 
 
-def seconds_to_datetime(start: datetime, seconds: float) -> datetime:
-    return start + timedelta(seconds=seconds)
-
-
-__all__ = ["Stepper", "KELVIN", "seconds_to_datetime", "math"]
+__all__ = ["Stepper", "KELVIN"]

@@ -22,7 +22,6 @@ import hashlib
 import importlib
 import os
 import tempfile
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -438,4 +437,4 @@ def plot_outputs(nc_path, variables) -> list[Path]:
     return pngs
 
 
-__all__ = ["Coupler", "run_coupling", "run_serial", "load_component_class", "timedelta"]
+__all__ = ["Coupler", "run_coupling", "run_serial", "load_component_class"]
