@@ -16,7 +16,8 @@
 * ``profile`` — cProfile of the one-unit update, top functions by own time.
 
 Each measurement runs with the model's physics engine (``ModelConfig.engine``) set to ``eager`` and to ``fast``.
-The BMI steps through ``DeltaModel.advance``: the engine changes its numbers only where ``advance`` uses it.
+The BMI steps tiny problems (one unit here) through ``DeltaModel.advance_numpy`` whatever the engine, larger ones
+through ``DeltaModel.advance``: the engine changes the numbers only for the 10,000-unit instance.
 """
 
 from __future__ import annotations

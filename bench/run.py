@@ -351,7 +351,7 @@ def kernel_profile(quick: bool) -> dict:
 
 def _pow_probe(state, forc, static, dyn, elems) -> dict:
     """The kernel rebuilt with x**b replaced by a multiply (a cost probe, not a model): how much of the forward the
-    two pow (extra-precision log and exp) take."""
+    two pow take."""
     import ctypes
 
     src = fast._source_text()
@@ -595,11 +595,12 @@ def write_readme(res: dict, path: Path) -> None:
                       ["forward keeping chunk states (training)", f"{p['forward_keeping_chunk_states_ns']:.2f}"],
                       ["backward (recompute chunk + adjoint)", f"{p['backward_ns']:.2f}"],
                       ["forward, kernel rebuilt without the two pow (cost probe)", f"{pp.get('kernel_without_pow_ns', float('nan')):.2f}"]]),
-              "", f"The two `x ** b` (soil wetness and ET factor), evaluated as exp(b log x) with an extra-precision "
-              f"exponent (float-float) to stay within about 1 ulp of torch's pow, take {pp.get('pow_share', float('nan')):.0%} "
-              "of the forward; they are serial (the ET factor needs the soil moisture after recharge).  The backward "
-              "recomputes each chunk's forward once (with its pow) and then runs the adjoint, which needs no "
-              "transcendental functions: so forward + backward costs about 3 forwards.", ""]
+              "", f"The two `x ** b` (soil wetness and ET factor), evaluated in float32 as 2^(b log2 x) from short "
+              f"polynomials, take {pp.get('pow_share', float('nan')):.0%} of the forward; they are serial (the ET factor "
+              "needs the soil moisture after recharge), and each is about as costly as the rest of the step.  The "
+              "backward recomputes each chunk's forward once (with its pow) and then runs the adjoint (no "
+              "transcendental functions, but about twice the forward's arithmetic, and six divisions), so "
+              "forward + backward costs 3-4 forwards.", ""]
         eo = p.get("eager_ops")
         if eo:
             L += [f"Eager step's operator profile (torch.profiler, N = {eo['n']:,}, {eo['steps']} steps, no grad): "

@@ -85,6 +85,11 @@ SER_TABLE = {
 PET_METHOD_INPUTS = {"hamon": (), "hargreaves": (), "priestley_taylor": (SHORTWAVE, PRESSURE), "input": (PET,)}
 
 
+_ITEMSIZE = {"float64": 8, "int32": 4, "int64": 8, "uint8": 1}
+_MIN, _MAX = np.minimum.reduce, np.maximum.reduce
+_INF = float("inf")
+
+
 class UnknownVariableError(KeyError):
     def __str__(self):  # KeyError quotes its message; keep it readable
         return str(self.args[0])
@@ -107,6 +112,9 @@ class BmiDeltaModel(Bmi):
         self._inputs: tuple[str, ...] = ()
         self._outputs: tuple[str, ...] = ()
         self.bad_precip_count = 0
+        self._params_dirty = False  # fixed-parameter values set since the last update
+        self._pet_live = False  # the PET input buffer may hold values (set, or its pointer handed out)
+        self._depth_override = False  # update_until wrote the depth over its whole call into the runoff outputs
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
     def initialize(self, config_file: str) -> None:
@@ -184,9 +192,12 @@ class BmiDeltaModel(Bmi):
                 outputs = (RUNOFF_DEPTH,) + outputs
         self._inputs = inputs
         self._outputs = outputs
+        self._radiation_inputs = tuple(n for n in (SHORTWAVE, PRESSURE) if n in inputs)
+        self._pet_live = PET in inputs
         self._vars = {**INPUT_VARS, **OUTPUT_VARS, **MASS_TABLE, **SER_TABLE}
         names = model.config.param_names + ("route_a", "route_b")
         self._param_names = names
+        self._dynamic_outputs = tuple((p, "param_" + p) for p in model.provider.dynamic)  # (buffer, model output)
         for p in names:
             self._vars[p] = Var(p, physics.ALL_UNITS[p], "parameter", doc="HBV parameter (per-day rate where a rate)")
         self._valid_names = sorted(self._vars)
@@ -216,9 +227,9 @@ class BmiDeltaModel(Bmi):
 
     def update(self) -> None:
         self._require_init()
-        inp = self._checked_inputs()
-        self.stepper.step(inp[PRECIP], inp[TEMP], inp.get(SHORTWAVE), inp.get(PRESSURE), inp.get(PET, self._buf[PET]))
-        self._refresh_outputs()
+        p, t, sw, pres = self._checked_inputs()
+        completed = self.stepper.step(p, t, sw, pres, self._buf[PET] if self._pet_live else None)
+        self._refresh_outputs(model_step=completed)
 
     def update_until(self, time: float) -> None:
         self._require_init()
@@ -254,15 +265,40 @@ class BmiDeltaModel(Bmi):
         # depth over its own step: report the depth over the whole call (and the mean flux over it)
         self._buf[RUNOFF_DEPTH][:] = depth
         self._buf[RUNOFF_FLUX][:] = depth * self._area_m2 / (n * self.stepper.dt_fw)
+        self._depth_override = True  # the next update() writes the per-step depth again
 
     def finalize(self) -> None:
         self._initialized = False
         self._set_ser_buffer(np.zeros(0, dtype="uint8"))
 
     # -- numerics live in the stepper: copy results into the live buffers ---------------------------------------------
-    def _checked_inputs(self) -> dict:
+    def _checked_inputs(self) -> tuple:
+        """(precipitation, temperature, shortwave or None, pressure or None) for the stepper, validated."""
         b = self._buf
-        p = b[PRECIP]
+        p, t = b[PRECIP], b[TEMP]
+        if p.size == 1:  # one catchment (ngen): Python floats, no array operations
+            x, y = p.item(), t.item()
+            ok = 0.0 <= x < _INF and 180.0 <= y <= 340.0
+        else:
+            ok = _MIN(p) >= 0.0 and _MAX(p) < _INF and _MIN(t) >= 180.0 and _MAX(t) <= 340.0
+        if not ok:  # NaN fails every comparison: the full checks below name the problem
+            p = self._checked_precip_temp(p, t)
+        sw = pres = None
+        for name in self._radiation_inputs:
+            v = b[name]
+            if not np.isfinite(v).all():
+                i = int(np.flatnonzero(~np.isfinite(v))[0])
+                raise ValueError(f"{name}: expected finite values, got {v[i]} at unit {self.units.ids[i]!r}")
+            if name == SHORTWAVE:
+                sw = v
+            else:
+                pres = v
+        if self._params_dirty:
+            self._check_fixed_parameters()
+        return p, t, sw, pres
+
+    def _checked_precip_temp(self, p: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Raise for bad temperature, and for bad precipitation unless bad_precip: zero (then warn, use 0)."""
         bad = ~np.isfinite(p) | (p < 0)
         if bad.any():
             ids = [self.units.ids[i] for i in np.flatnonzero(bad)[:5]]
@@ -275,27 +311,14 @@ class BmiDeltaModel(Bmi):
             warnings.warn(f"{PRECIP}: {int(bad.sum())} NaN or negative value(s) at units {ids} treated as 0 "
                           f"({self.bad_precip_count} so far)", RuntimeWarning, stacklevel=3)
             p = np.where(bad, 0.0, p)
-        t = b[TEMP]
         tbad = ~((t >= 180.0) & (t <= 340.0))
         if tbad.any():
             i = int(np.flatnonzero(tbad)[0])
             raise ValueError(f"{TEMP}: expected kelvin in 180..340 K, got {t[i]} at unit {self.units.ids[i]!r} "
                              "(was °C passed as K, or was the input never set?)")
-        out = {PRECIP: p, TEMP: t}
-        for name in (SHORTWAVE, PRESSURE):
-            if name in self._inputs:
-                v = b[name]
-                if not np.isfinite(v).all():
-                    i = int(np.flatnonzero(~np.isfinite(v))[0])
-                    raise ValueError(f"{name}: expected finite values, got {v[i]} at unit {self.units.ids[i]!r}")
-                out[name] = v
-        if self.model.is_fixed:
-            self._check_fixed_parameters()
-        return out
+        return p
 
     def _check_fixed_parameters(self) -> None:
-        if not getattr(self, "_params_dirty", False):
-            return
         values = {p: torch.as_tensor(self._buf[p].copy()) for p in self._param_names}
         physics.check_bounds(values)
         for r in ("route_a", "route_b"):
@@ -307,25 +330,34 @@ class BmiDeltaModel(Bmi):
         self.stepper.invalidate_parameters()
         self._params_dirty = False
 
-    def _refresh_outputs(self) -> None:
+    def _refresh_outputs(self, model_step: bool = True) -> None:
+        """Copy the stepper's results into the live buffers (in place).  Between model steps (``model_step`` False)
+        only the mass accounting changes: the rest holds over the model step."""
         s = self.stepper
         b = self._buf
-        b[RUNOFF_DEPTH][:] = s.release / 1000.0
-        b[RUNOFF_FLUX][:] = b[RUNOFF_DEPTH] * self._area_m2 / s.dt_fw
-        b[ET_FLUX][:] = s.last["et"] / 1000.0 / s.dt_model
-        b[PET_OUT][:] = s.last["pet"] / 1000.0 / s.dt_model
-        hbv = s.state.hbv
+        if model_step or self._depth_override:
+            depth, flux = b[RUNOFF_DEPTH], b[RUNOFF_FLUX]
+            np.divide(s.release, 1000.0, out=depth)
+            np.multiply(depth, self._area_m2, out=flux)
+            np.divide(flux, s.dt_fw, out=flux)
+            self._depth_override = False
+        np.divide(s.mass_in, 1000.0, out=b["ngen::mass_in"])
+        np.divide(s.mass_out, 1000.0, out=b["ngen::mass_out"])
+        stored = s.stored_mm(out=b["ngen::mass_stored"])
+        np.divide(stored, 1000.0, out=stored)
+        if not model_step:
+            return
+        for key, name in (("et", ET_FLUX), ("pet", PET_OUT)):
+            np.divide(s.last[key], 1000.0, out=b[name])
+            np.divide(b[name], s.dt_model, out=b[name])
         for key, name in STORE_VARS.items():
-            b[name][:] = getattr(hbv, key).mean(-1).double().numpy()
-        b[SWE][:] = b[STORE_VARS["snowpack"]] + b[STORE_VARS["meltwater"]]
-        b["ngen::mass_in"][:] = s.mass_in / 1000.0
-        b["ngen::mass_out"][:] = s.mass_out / 1000.0
-        b["ngen::mass_stored"][:] = s.stored_mm() / 1000.0
-        b["ngen::mass_leaked"][:] = -s.mass_leak / 1000.0
-        if not self.model.is_fixed:
-            for k, v in s.last_out.items():
-                if k.startswith("param_"):
-                    b[k[6:]][:] = v.double().numpy()
+            b[name][:] = s.store_means[key]
+        np.add(b[STORE_VARS["snowpack"]], b[STORE_VARS["meltwater"]], out=b[SWE])
+        np.divide(s.mass_leak, -1000.0, out=b["ngen::mass_leaked"])
+        last = s.last_out
+        for name, key in self._dynamic_outputs:
+            if key in last:
+                b[name][:] = last[key]
 
     def _spinup(self, path) -> None:
         times, data = read_forcing_for_units(path, self.units.ids)
@@ -334,8 +366,8 @@ class BmiDeltaModel(Bmi):
             for name in self._inputs:
                 if name in data:
                     self._buf[name][:] = data[name][t]
-            inp = self._checked_inputs()
-            self.stepper.step(inp[PRECIP], inp[TEMP], inp.get(SHORTWAVE), inp.get(PRESSURE), self._buf[PET])
+            p, t_, sw, pres = self._checked_inputs()
+            self.stepper.step(p, t_, sw, pres, self._buf[PET])
         # keep the model states; restart the clock, the accumulators and the mass accounting
         s = self.stepper
         keep = s.state_arrays()
@@ -429,6 +461,7 @@ class BmiDeltaModel(Bmi):
             raise ValueError("load_checkpoint: the new checkpoint uses different attributes")
         self.stepper.swap_model(model)
         self.model = model
+        self._dynamic_outputs = tuple((p, "param_" + p) for p in model.provider.dynamic)
         self.checkpoint_path = path
         self._fill_parameters()
 
@@ -496,7 +529,7 @@ class BmiDeltaModel(Bmi):
         return self._var(name).units
 
     def get_var_itemsize(self, name: str) -> int:
-        return int(np.dtype(self._var(name).dtype).itemsize)
+        return _ITEMSIZE[self._var(name).dtype]
 
     def get_var_nbytes(self, name: str) -> int:
         self._var(name)
@@ -527,6 +560,8 @@ class BmiDeltaModel(Bmi):
     # -- values ----------------------------------------------------------------------------------------------------
     def get_value_ptr(self, name: str) -> np.ndarray:
         self._var(name)
+        if name == PET:
+            self._pet_live = True  # the host may write PET through the pointer from now on
         return self._buf[name]
 
     def get_value(self, name: str, dest: np.ndarray) -> np.ndarray:
@@ -537,8 +572,15 @@ class BmiDeltaModel(Bmi):
         return dest
 
     def get_value_at_indices(self, name: str, dest: np.ndarray, inds: np.ndarray) -> np.ndarray:
-        src = self.get_value_ptr(name)
+        self._var(name)
+        src = self._buf[name]
         inds = np.asarray(inds)
+        if inds.size == 1 and inds.dtype.kind in "iu":  # ngen reads one value at a time: no fancy indexing
+            i = inds.item()
+            if not 0 <= i < src.size:
+                raise IndexError(f"get_value_at_indices({name!r}): indices must be in 0..{src.size - 1}")
+            dest[:1] = src[i]
+            return dest
         if inds.size and (inds.min() < 0 or inds.max() >= src.size):
             raise IndexError(f"get_value_at_indices({name!r}): indices must be in 0..{src.size - 1}")
         dest[: inds.size] = src[inds]
@@ -582,6 +624,8 @@ class BmiDeltaModel(Bmi):
         if v.role == "parameter":
             self._check_parameter_values(name, arr.reshape(-1).astype("float64"))
             self._params_dirty = True
+        elif name == PET:
+            self._pet_live = True
         dest[:] = arr.reshape(-1)
 
     def set_value_at_indices(self, name: str, inds: np.ndarray, src: np.ndarray) -> None:
@@ -603,6 +647,8 @@ class BmiDeltaModel(Bmi):
             new[inds.reshape(-1)] = arr.reshape(-1)
             self._check_parameter_values(name, new)
             self._params_dirty = True
+        elif name == PET:
+            self._pet_live = True
         dest[inds.reshape(-1)] = arr.reshape(-1)
 
     def _set_serialization(self, name: str, src) -> None:

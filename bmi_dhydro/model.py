@@ -6,6 +6,10 @@ The one code path used by inference, the BMI and training::
     state, out = model.advance(state, forcing_step, attributes)   # one step   (BMI)
     state, out = model.unroll(state, forcings, attributes)        # a sequence (training, batch runs)
 
+For tiny inference problems (one ngen catchment) ``advance`` runs the same step in numpy
+(:meth:`DeltaModel.advance_numpy`, which the BMI's stepper calls directly on numpy views of its state): torch's
+per-operation overhead, not arithmetic, is the cost there.
+
 ``forcing_step`` is ``(n_units, 3)`` and ``forcings`` ``(time, n_units, 3)`` holding, in order, precipitation
 (mm per model step), mean air temperature (°C) and PET (mm per model step).  ``attributes`` is
 ``(n_units, n_attributes)`` in physical units, or a :class:`Prepared` context from :meth:`DeltaModel.prepare`
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
@@ -71,7 +76,8 @@ class ModelConfig(BaseModel):
     forcing_units: list[str] = Field(default_factory=lambda: list(FORCING_UNITS))
     pet_method: Literal["hamon", "hargreaves", "priestley_taylor", "input"] = "hamon"
     # physics engine of unroll: the fused C++ kernel with a checkpointed hand-derived backward ("fast"), the
-    # eager torch loop ("eager"), or fast where it can run, else eager with the reason logged ("auto")
+    # eager torch loop ("eager"), or fast where it can run, else eager with the reason logged ("auto").  advance()
+    # uses it too, except for inference steps of tiny problems, which run in numpy (see DeltaModel.advance)
     engine: Literal["auto", "fast", "eager"] = "auto"
 
     @field_validator("dynamic_params")
@@ -128,6 +134,16 @@ class ModelState(NamedTuple):
             physics.HbvState(*(s[index] for s in self.hbv)), self.h[index], self.c[index], self.route_buffer[index]
         )
 
+    def as_numpy(self) -> ModelState:
+        """This state (CPU tensors) as numpy arrays sharing its memory (for :meth:`DeltaModel.advance_numpy`)."""
+        return ModelState(physics.HbvState(*(s.detach().numpy() for s in self.hbv)), self.h.detach().numpy(),
+                          self.c.detach().numpy(), self.route_buffer.detach().numpy())
+
+    def as_torch(self) -> ModelState:
+        """This state (numpy arrays) as torch tensors sharing its memory."""
+        return ModelState(physics.HbvState(*(torch.from_numpy(s) for s in self.hbv)), torch.from_numpy(self.h),
+                          torch.from_numpy(self.c), torch.from_numpy(self.route_buffer))
+
 
 class Prepared(NamedTuple):
     """Per-unit quantities that do not change in time (computed once by :meth:`DeltaModel.prepare`)."""
@@ -136,6 +152,28 @@ class Prepared(NamedTuple):
     static: dict  # name -> (n, nmul), already scaled to the step
     route: dict  # name -> (n,)
     uh: torch.Tensor | None  # (n, L) unit hydrograph or None
+
+
+class NumpyPrepared(NamedTuple):
+    """A :class:`Prepared` as numpy arrays, for :meth:`DeltaModel.advance_numpy` (from :meth:`DeltaModel.prepare_numpy`)."""
+
+    attrs_norm: np.ndarray
+    static: dict  # name -> (n, nmul), already scaled to the step
+    uh: np.ndarray | None  # (n, L) unit hydrograph or None
+    uh_tail: np.ndarray | None  # (n, L) physics.in_flight_weights(uh)
+
+
+#: advance() runs an inference step (autograd off, CPU) of at most this many values per state (n_units · nmul) in
+#: numpy: there torch's per-operation dispatch (a few µs per call, ~150 calls per step), not the arithmetic, is the
+#: cost.  Above it the step runs in torch (engine: the fused kernel or the eager loop).  On a 2-core x86 machine,
+#: float64, nmul 16: numpy 90 µs vs torch 310 µs for one unit; even at about 2048 values.
+NUMPY_STEP_MAX_VALUES = 1024
+
+
+def numpy_component_means(*xs: np.ndarray) -> np.ndarray:
+    """Component means (over the last axis, nmul) of (n, nmul) numpy arrays, stacked: ``(len(xs), n)``."""
+    nmul = xs[0].shape[-1]
+    return (np.add.reduce(np.concatenate(xs), axis=-1) / nmul).reshape(len(xs), -1)  # one reduction for all
 
 
 class DeltaModel(nn.Module):
@@ -233,10 +271,10 @@ class DeltaModel(nn.Module):
             hbv, forcing_t[:, 0], forcing_t[:, 1], forcing_t[:, 2], params, capillary=self.config.capillary
         )
 
-    def _outputs(self, means, forcing_t, routed, buffer, uh):
-        """One step's outputs from the component means of the physics (q, et, leak and the five stores)."""
+    def _outputs(self, means, forcing_t, routed, rstore):
+        """One step's outputs from the component means of the physics (q, et, leak and the five stores) and the
+        water in flight in the routing (torch tensors or numpy arrays)."""
         stores = {n: means[n] for n in physics.STATE_NAMES}
-        rstore = physics.in_flight(uh, buffer) if uh is not None else torch.zeros_like(routed)
         out = {
             "runoff": routed,
             "runoff_unrouted": means["q"],
@@ -251,9 +289,55 @@ class DeltaModel(nn.Module):
         out["storage"] = sum(stores[n] for n in physics.STATE_NAMES) + rstore
         return out
 
+    def numpy_step_suitable(self, n_units: int) -> bool:
+        """Whether an inference step over ``n_units`` runs in numpy (:meth:`advance_numpy`) rather than torch."""
+        return n_units * self.provider.nmul <= NUMPY_STEP_MAX_VALUES and self._dtype_device()[1].type == "cpu"
+
     def advance(self, state: ModelState, forcing_step: torch.Tensor, attributes) -> tuple[ModelState, dict]:
-        """One model step.  ``forcing_step`` (n, 3)."""
+        """One model step.  ``forcing_step`` (n, 3).
+
+        With autograd off, on the CPU and for a tiny problem (:meth:`numpy_step_suitable`) the step runs through
+        :meth:`advance_numpy` (the same equations, equal to rounding); otherwise in torch."""
         prep = self.prepare(attributes)
+        if not torch.is_grad_enabled() and forcing_step.device.type == "cpu" and self.numpy_step_suitable(forcing_step.shape[0]):
+            nprep = self.prepare_numpy(prep)
+            st, out = self.advance_numpy(state.as_numpy(), forcing_step.detach().numpy(), nprep)
+            return st.as_torch(), {k: torch.from_numpy(v) for k, v in out.items()}
+        return self._advance_torch(state, forcing_step, prep)
+
+    def prepare_numpy(self, attributes) -> NumpyPrepared:
+        """:meth:`prepare` as numpy arrays (views where they can be) for :meth:`advance_numpy`."""
+        prep = self.prepare(attributes)
+        uh = None if prep.uh is None else prep.uh.detach().numpy()
+        return NumpyPrepared(prep.attrs_norm.detach().numpy(), {k: v.detach().numpy() for k, v in prep.static.items()},
+                             uh, None if uh is None else physics.in_flight_weights(uh))
+
+    def advance_numpy(self, state: ModelState, forcing_step: np.ndarray, prep: NumpyPrepared) -> tuple[ModelState, dict]:
+        """:meth:`advance` for inference on numpy arrays: ``state`` a :class:`ModelState` of numpy arrays,
+        ``forcing_step`` (n, 3), ``prep`` from :meth:`prepare_numpy`.  Returns the new state (numpy) and the outputs
+        (numpy arrays, the keys of :meth:`advance`).  The same equations as the torch step (``physics.step``,
+        ``route_step``, the LSTM cell), so the numbers agree to rounding."""
+        config = self.config
+        dyn, h, c = self.provider.dynamic_step_numpy(forcing_step, prep.attrs_norm, state.h, state.c)
+        params = dict(prep.static)
+        if dyn:
+            params.update(physics.scale_rates(dyn, config.dt_days))
+        hbv, fluxes = physics.step(state.hbv, forcing_step[:, 0], forcing_step[:, 1], forcing_step[:, 2], params,
+                                   capillary=config.capillary)
+        m = numpy_component_means(fluxes.q, fluxes.et, fluxes.leak, *hbv)  # one reduction for all eight
+        means = {"q": m[0], "et": m[1], "leak": m[2], **dict(zip(physics.STATE_NAMES, m[3:]))}
+        q = means["q"]
+        if prep.uh is not None:
+            routed, buffer = physics.route_step(q, prep.uh, state.route_buffer)
+            rstore = physics.in_flight(prep.uh, buffer, prep.uh_tail)
+        else:
+            routed, buffer, rstore = q, state.route_buffer, np.zeros_like(q)
+        out = self._outputs(means, forcing_step, routed, rstore)
+        if dyn:  # per-day values, component mean
+            out.update(zip([f"param_{k}" for k in dyn], numpy_component_means(*dyn.values())))
+        return ModelState(hbv, h, c, buffer), out
+
+    def _advance_torch(self, state: ModelState, forcing_step: torch.Tensor, prep: Prepared) -> tuple[ModelState, dict]:
         dyn, h, c = self.provider.dynamic_step(forcing_step, prep.attrs_norm, state.h, state.c)
         params = dict(prep.static)
         if dyn:
@@ -275,9 +359,10 @@ class DeltaModel(nn.Module):
         q = means["q"]
         if prep.uh is not None:
             routed, buffer = physics.route_step(q, prep.uh, state.route_buffer)
+            rstore = physics.in_flight(prep.uh, buffer)
         else:
-            routed, buffer = q, state.route_buffer
-        out = self._outputs(means, forcing_step, routed, buffer, prep.uh)
+            routed, buffer, rstore = q, state.route_buffer, torch.zeros_like(q)
+        out = self._outputs(means, forcing_step, routed, rstore)
         out.update(dyn_mean)
         return ModelState(hbv, h, c, buffer), out
 
@@ -312,7 +397,7 @@ class DeltaModel(nn.Module):
                 # routing store needs the buffer at t: computed after routing below for exactness
                 means = {"q": q, "et": fluxes.et.mean(-1), "leak": fluxes.leak.mean(-1),
                          **{n: getattr(hbv, n).mean(-1) for n in physics.STATE_NAMES}}
-                collected_t = self._outputs(means, f_steps[t], q, buffer, None)
+                collected_t = self._outputs(means, f_steps[t], q, torch.zeros_like(q))
                 for k in outputs:
                     if k not in ("runoff", "routing_store", "storage"):
                         collected[k].append(collected_t[k])

@@ -19,6 +19,12 @@ Mass accounting (ngen's mass-balance protocol, all in m of water over the unit a
 ``mass_stored = model stores + routing in flight + pending precipitation + pending release`` and
 ``mass_leaked = −Σ leak`` (the soil-moisture floor adds water, a negative loss), so
 ``mass_in − mass_out − mass_stored − mass_leaked == 0`` to rounding.
+
+Cost (ngen runs one instance per catchment, so the per-call overhead is the cost).  A framework step that only
+accumulates is a handful of numpy operations on (n,) arrays.  A model step on a tiny problem
+(:meth:`DeltaModel.numpy_step_suitable`: one catchment) runs through :meth:`DeltaModel.advance_numpy` on a numpy
+view of the state, without torch; larger problems go through :meth:`DeltaModel.advance` in torch.  ``state`` is
+always available as torch tensors (views of the numpy arrays, made when asked for).
 """
 
 from __future__ import annotations
@@ -29,7 +35,13 @@ import numpy as np
 import torch
 
 from . import physics
-from .model import DeltaModel, ModelState, Prepared
+from .model import (
+    DeltaModel,
+    ModelState,
+    NumpyPrepared,
+    Prepared,
+    numpy_component_means,
+)
 
 KELVIN = 273.15
 
@@ -50,16 +62,41 @@ class Stepper:
             )
         self.k = int(round(k))
         self.start = start
-        self.lat = np.array(lat, dtype="float64")  # an owned, writable copy (torch warns on read-only arrays)
-        self._lat_t = torch.as_tensor(self.lat, dtype=torch.float64)
+        self.lat = np.array(lat, dtype="float64")  # an owned copy
         self._attrs = torch.as_tensor(attributes, dtype=dtype)
+        self._np_dtype = np.float64 if dtype == torch.float64 else np.float32
+        self._daylength: dict[float, np.ndarray] = {}  # day of year -> day length at the units (Hamon, tiny problems)
         self.prep: Prepared = model.prepare(self._attrs) if not model.is_fixed else None
+        self._use_model(model)
         self.reset_state()
 
+    def _use_model(self, model: DeltaModel) -> None:
+        self.model = model
+        self.prep_np: NumpyPrepared | None = None
+        self.use_numpy = model.numpy_step_suitable(self.n)
+
     # -- state -----------------------------------------------------------------------------------------------------
+    # The model state is held as torch tensors (``state``) or, after numpy model steps, as numpy arrays; either view
+    # is made from the other on demand and shares its memory (states are replaced, never written in place).
+    @property
+    def state(self) -> ModelState:
+        if self._state is None:
+            self._state = self._state_np.as_torch()
+        return self._state
+
+    @state.setter
+    def state(self, value: ModelState) -> None:
+        self._state = value
+        self._state_np = None
+
+    def _numpy_state(self) -> ModelState:
+        if self._state_np is None:
+            self._state_np = self._state.as_numpy()
+        return self._state_np
+
     def reset_state(self) -> None:
         n = self.n
-        self.state: ModelState = self.model.initial_state(n, dtype=self.dtype)
+        self.state = self.model.initial_state(n, dtype=self.dtype)
         self.fw_step = 0  # framework steps taken
         self.sub = 0  # framework steps accumulated into the current model step
         self.acc_p = np.zeros(n)  # mm
@@ -77,9 +114,20 @@ class Stepper:
         self.mass_out = np.zeros(n)
         self.mass_leak = np.zeros(n)
         self.last = {"runoff": np.zeros(n), "et": np.zeros(n), "pet": np.zeros(n), "leak": np.zeros(n)}
-        self.last_out: dict = {}
-        self.last_forcing = None  # (n, 3) model forcing of the last model step: P mm, T degC, PET mm
+        self.last_out: dict = {}  # numpy outputs of the last model step (the keys of DeltaModel.advance)
+        self.last_forcing = None  # (n, 3) numpy model forcing of the last model step: P mm, T degC, PET mm
         self.tape = None  # list of model forcings while a gradient window is open
+        self.refresh_store_means()
+
+    def refresh_store_means(self) -> None:
+        """``store_means`` (name -> (n,) float64, mm): the five HBV stores, component means, from ``state``, computed
+        as the model step computes them (so a restored run reports the same numbers as an unbroken one)."""
+        if self.use_numpy:
+            means = numpy_component_means(*self._numpy_state().hbv).astype(np.float64, copy=False)
+        else:
+            with torch.no_grad():
+                means = [getattr(self.state.hbv, k).mean(-1).double().numpy() for k in physics.STATE_NAMES]
+        self.store_means = dict(zip(physics.STATE_NAMES, means))
 
     def _storage_now(self) -> np.ndarray:
         """Stores (component mean) plus water in flight in the unit hydrograph, mm."""
@@ -92,8 +140,13 @@ class Stepper:
     def pending_mm(self) -> np.ndarray:
         return self.acc_p + self.release * self.release_left
 
-    def stored_mm(self) -> np.ndarray:
-        return self.model_storage + self.pending_mm()
+    def stored_mm(self, out: np.ndarray | None = None) -> np.ndarray:
+        """Model stores + pending precipitation + pending release, mm (into ``out`` when given)."""
+        if out is None:
+            return self.model_storage + self.pending_mm()
+        np.multiply(self.release, self.release_left, out=out)
+        np.add(self.acc_p, out, out=out)
+        return np.add(self.model_storage, out, out=out)
 
     # -- parameters ------------------------------------------------------------------------------------------------
     def _prepared(self) -> Prepared:
@@ -101,9 +154,15 @@ class Stepper:
             self.prep = self.model.prepare(self._attrs)
         return self.prep
 
+    def _prepared_numpy(self) -> NumpyPrepared:
+        if self.prep_np is None:
+            self.prep_np = self.model.prepare_numpy(self._prepared())
+        return self.prep_np
+
     def invalidate_parameters(self) -> None:
         """Fixed-parameter values changed (set_value): recompute scaled parameters and the unit hydrograph."""
         self.prep = None
+        self.prep_np = None
 
     # -- stepping --------------------------------------------------------------------------------------------------
     def model_step_start(self) -> datetime:
@@ -158,16 +217,22 @@ class Stepper:
         return completed
 
     def _pet_mm(self, tmean) -> np.ndarray:
+        """PET of the model step, mm (numpy in, numpy out: no torch for a few units)."""
         method = self.model.config.pet_method
-        doy = float(self.model_step_start().timetuple().tm_yday)
         days = self.model.config.dt_days
         if method == "hamon":
-            pet = physics.hamon(torch.as_tensor(tmean), self._lat_t, doy).numpy() * days
+            doy = float(self.model_step_start().timetuple().tm_yday)
+            ld = self._daylength.get(doy)
+            if ld is None:
+                ld = physics.daylength_hours(self.lat, doy)
+                if self.use_numpy:  # at most 366 arrays of a few values
+                    self._daylength[doy] = ld
+            pet = physics.hamon(tmean, self.lat, doy, daylength=ld) * days
         elif method == "hargreaves":
-            pet = physics.hargreaves(torch.as_tensor(self.acc_tmin), torch.as_tensor(self.acc_tmax), self._lat_t, doy).numpy() * days
+            doy = float(self.model_step_start().timetuple().tm_yday)
+            pet = physics.hargreaves(self.acc_tmin, self.acc_tmax, self.lat, doy) * days
         elif method == "priestley_taylor":
-            pet = physics.priestley_taylor(torch.as_tensor(self.acc_sw / self.k), torch.as_tensor(tmean),
-                                           torch.as_tensor(self.acc_pres / self.k)).numpy() * days
+            pet = physics.priestley_taylor(self.acc_sw / self.k, tmean, self.acc_pres / self.k) * days
         else:  # "input"
             pet = np.full(self.n, np.nan)
         # a PET input given on every sub-step overrides the internal method for that unit
@@ -179,21 +244,33 @@ class Stepper:
                              f"on every step; unit index {bad} has none")
         return pet
 
-    @torch.no_grad()
     def _model_step(self) -> None:
         tmean = self.acc_t / self.k
         pet = self._pet_mm(tmean)
-        forcing = torch.as_tensor(np.stack([self.acc_p, tmean, pet], axis=-1), dtype=self.dtype)
-        prep = self._prepared()
-        self.state, out = self.model.advance(self.state, forcing, prep)
+        forcing = np.empty((self.n, 3), dtype=self._np_dtype)  # P mm, T degC, PET mm (in the model's dtype)
+        forcing[:, 0] = self.acc_p
+        forcing[:, 1] = tmean
+        forcing[:, 2] = pet
+        if self.use_numpy:  # a tiny problem: numpy, on views of the state (see the module docstring)
+            state, out = self.model.advance_numpy(self._numpy_state(), forcing, self._prepared_numpy())
+            self._state, self._state_np = None, state
+        else:
+            with torch.no_grad():
+                self.state, out = self.model.advance(self.state, torch.from_numpy(forcing), self._prepared())
+            out = {k: v.numpy() for k, v in out.items()}
         if self.tape is not None:  # gradient window: keep what the model saw (see bmi_dhydro.gradients)
-            self.tape.append(forcing.clone())
+            self.tape.append(torch.from_numpy(forcing.copy()))
         self.last_forcing = forcing
         self.last_out = out
-        runoff = out["runoff"].double().numpy()
-        et = out["et"].double().numpy()
-        leak = out["leak"].double().numpy()
-        self.model_storage = out["storage"].double().numpy().copy()
+        f64 = np.float64
+        runoff = np.asarray(out["runoff"], dtype=f64)
+        et = np.asarray(out["et"], dtype=f64)
+        leak = np.asarray(out["leak"], dtype=f64)
+        self.model_storage = np.array(out["storage"], dtype=f64)
+        if self.use_numpy:  # the means advance_numpy computed are refresh_store_means' numbers
+            self.store_means = {k: out[k] if self._np_dtype is f64 else out[k].astype(f64) for k in physics.STATE_NAMES}
+        else:
+            self.refresh_store_means()
         self.mass_out += et
         self.mass_leak += leak
         self.release = runoff / self.k
@@ -201,14 +278,14 @@ class Stepper:
         self.last = {"runoff": runoff, "et": et, "pet": pet, "leak": leak}
         # reset accumulators for the next model step
         self.sub = 0
-        self.acc_p[:] = 0.0
-        self.acc_t[:] = 0.0
-        self.acc_tmin[:] = np.inf
-        self.acc_tmax[:] = -np.inf
-        self.acc_sw[:] = 0.0
-        self.acc_pres[:] = 0.0
-        self.acc_pet[:] = 0.0
-        self.acc_pet_n[:] = 0.0
+        self.acc_p.fill(0.0)
+        self.acc_t.fill(0.0)
+        self.acc_tmin.fill(np.inf)
+        self.acc_tmax.fill(-np.inf)
+        self.acc_sw.fill(0.0)
+        self.acc_pres.fill(0.0)
+        self.acc_pet.fill(0.0)
+        self.acc_pet_n.fill(0.0)
 
     # -- serialisation ---------------------------------------------------------------------------------------------
     ARRAY_FIELDS = ("acc_p", "acc_t", "acc_tmin", "acc_tmax", "acc_sw", "acc_pres", "acc_pet", "acc_pet_n", "release",
@@ -252,6 +329,7 @@ class Stepper:
             setattr(self, f, a)
         self.last = {k: np.asarray(d[f"last_{k}"], dtype="float64").copy() for k in ("runoff", "et", "pet", "leak")}
         self.fw_step, self.sub, self.release_left = (int(x) for x in counters)
+        self.refresh_store_means()
 
     def swap_model(self, model: DeltaModel) -> None:
         """Hot swap at a step boundary: a new network, the same states (shapes must agree)."""
@@ -263,7 +341,7 @@ class Stepper:
                 raise ValueError(f"hot swap: the new model's {name} state has shape {sa}, the running one {sb}")
         if model.config.dt_days != self.model.config.dt_days:
             raise ValueError("hot swap: the new model has a different time step")
-        self.model = model
+        self._use_model(model)
         self.prep = model.prepare(self._attrs) if not model.is_fixed else None
 
 

@@ -212,10 +212,10 @@ class Recorder:
         if st.sub != 0 or st.last_forcing is None or st.fw_step == 0:
             return  # no model step completed in this framework step
         i = self.n_steps
-        self.nc["forcing"][i] = st.last_forcing.double().numpy()
+        self.nc["forcing"][i] = np.asarray(st.last_forcing, dtype="float64")  # numpy (the stepper's model forcing)
         if self._src is not None:
             self.nc["source_precip"][i] = self._acc
-            p_model = st.last_forcing[:, 0].double().numpy()
+            p_model = np.asarray(st.last_forcing[:, 0], dtype="float64")
             p_w = regridded(self._src["matrix"], self._acc)
             ok = np.isfinite(p_w)
             if ok.any():
@@ -224,7 +224,7 @@ class Recorder:
         self.nc["time"][i] = (st.fw_step - st.k) * st.dt_fw
         out = st.last_out
         for key in ("runoff", "et", "swe"):
-            self.nc[key][i] = out[key].double().numpy()
+            self.nc[key][i] = np.asarray(out[key], dtype="float64")
         self.n_steps += 1
         if self.n_steps % self.every == 0:
             self._snapshot()

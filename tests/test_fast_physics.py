@@ -338,3 +338,17 @@ def test_forward_with_gradients_keeps_only_chunk_states():
 def test_real_forcing_helper_is_real():
     f = camels_forcing(60)
     assert f.shape == (60, 15, 3) and float(f[..., 0].max()) > 5 and float(f[..., 2].min()) >= 0
+
+
+def test_large_dynamic_gradients_with_huge_page_advice(monkeypatch):
+    """Dynamic-parameter gradients are written once per element into unfilled (huge-page advised) buffers.
+
+    The threshold is lowered so a small problem takes the path the benchmark sizes take; a stale or skipped
+    element would show up as garbage against the eager oracle.
+    """
+    monkeypatch.setattr(fast, "_HUGE_MIN_BYTES", 1 << 20)
+    state, forc, static, dyn, cap = bounds_problem(400, 16, 120, torch.float32, "hbv1.0", seed=21, forcing="camels")
+    assert all(v.numel() * 4 >= (1 << 20) for v in dyn.values())
+    res = run_both(state, forc, static, dyn, cap, outputs=("q", "et"))
+    assert_equal(res, TOL[torch.float32], "huge-page path")
+    assert float(res["eager"][1]["BETA"].abs().max()) > 0

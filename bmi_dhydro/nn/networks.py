@@ -6,16 +6,24 @@
   are the same computation.
 * :class:`FixedParameters` — classic HBV with given parameter values (calibrated HBV, component swaps, tests).
 
+``dynamic_step_numpy`` is ``dynamic_step`` for inference on numpy arrays: the same LSTM cell and head written out
+in numpy over views of the weights (no copies: in-place weight updates are seen), for tiny problems where torch's
+per-call overhead dominates (one ngen catchment).  Its numbers equal torch's to rounding (matrix products and
+``exp``/``tanh`` may differ in the last bit).
+
 Both return physical values (inside the physics bounds) shaped ``(n_units, nmul)`` for HBV parameters and
 ``(n_units,)`` for routing parameters.  Normalisation statistics are buffers, so they travel in the checkpoint.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import torch
 from torch import nn
 
-from ..physics import ROUTE_BOUNDS, descale
+from ..physics import PARAM_BOUNDS, ROUTE_BOUNDS, descale
 
 ROUTE_NAMES = ("route_a", "route_b")
 
@@ -23,6 +31,24 @@ ROUTE_NAMES = ("route_a", "route_b")
 def _descale_route(raw: torch.Tensor, name: str) -> torch.Tensor:
     lo, hi = ROUTE_BOUNDS[name]
     return lo + raw * (hi - lo)
+
+
+class _NumpyLstm(NamedTuple):
+    """numpy views of the weights ``dynamic_step_numpy`` uses (kept while the tensors' storage is unchanged)."""
+
+    ptrs: tuple  # data_ptr of every source tensor when the views were taken
+    sources: tuple  # the tensors themselves: holding them keeps their storage (and so the pointers) unique
+    w_ih_t: np.ndarray  # (F + A, 4H)
+    w_hh_t: np.ndarray  # (H, 4H)
+    b_ih: np.ndarray
+    b_hh: np.ndarray
+    w_head_t: np.ndarray  # (H, n_dynamic * nmul)
+    b_head: np.ndarray
+    forc_mean: np.ndarray
+    forc_std: np.ndarray
+    sigmoid: object  # scipy.special.expit: one ufunc, no overflow warnings
+    lo: np.ndarray  # (n_dynamic, 1) lower bounds of the dynamic parameters: descale for all of them at once
+    span: np.ndarray  # (n_dynamic, 1) hi - lo
 
 
 class NeuralParameters(nn.Module):
@@ -108,6 +134,45 @@ class NeuralParameters(nn.Module):
         params, h, c = self.dynamic_sequence(forc.unsqueeze(0), attrs_norm, h, c)
         return {k: v[0] for k, v in params.items()}, h, c
 
+    def _numpy_lstm(self) -> _NumpyLstm:
+        lstm, head = self._modules["lstm"], self._modules["lstm_head"]
+        lp, hp = lstm._parameters, head._parameters
+        sources = (lp["weight_ih_l0"], lp["weight_hh_l0"], lp["bias_ih_l0"], lp["bias_hh_l0"], hp["weight"], hp["bias"],
+                   self._buffers["forc_mean"], self._buffers["forc_std"])
+        ptrs = tuple(map(torch.Tensor.data_ptr, sources))
+        cache = self.__dict__.get("_np_lstm")
+        if cache is not None and cache.ptrs == ptrs:
+            return cache
+        if any(t.device.type != "cpu" for t in sources):
+            raise RuntimeError("dynamic_step_numpy: the network is not on the CPU")
+        from scipy.special import expit
+
+        w_ih, w_hh, b_ih, b_hh, w_head, b_head, fm, fs = (t.detach().numpy() for t in sources)
+        bounds = np.array([PARAM_BOUNDS[p] for p in self.dynamic])  # float64, as descale's Python floats
+        lo, span = bounds[:, :1].astype(w_head.dtype), (bounds[:, 1:] - bounds[:, :1]).astype(w_head.dtype)
+        cache = _NumpyLstm(ptrs, sources, w_ih.T, w_hh.T, b_ih, b_hh, w_head.T, b_head, fm, fs, expit, lo, span)
+        self.__dict__["_np_lstm"] = cache
+        return cache
+
+    def dynamic_step_numpy(self, forc: np.ndarray, attrs_norm: np.ndarray, h: np.ndarray, c: np.ndarray):
+        """:meth:`dynamic_step` on numpy arrays (inference only): the LSTM cell as torch computes it (gates in the
+        order i, f, g, o; ``c' = f c + i g``, ``h' = o tanh(c')``), then the head."""
+        if not self.dynamic:
+            return {}, h, c
+        w = self._numpy_lstm()
+        sig = w.sigmoid
+        x = np.concatenate([(forc - w.forc_mean) / w.forc_std, attrs_norm], axis=-1)
+        gates = (h @ w.w_hh_t + w.b_hh) + (x @ w.w_ih_t + w.b_ih)
+        hs = self.lstm_hidden
+        act = sig(gates)  # i, f and o; the g quarter is replaced by its tanh
+        g = np.tanh(gates[:, 2 * hs: 3 * hs])
+        c1 = act[:, hs: 2 * hs] * c + act[:, :hs] * g
+        h1 = act[:, 3 * hs:] * np.tanh(c1)
+        raw = sig(h1 @ w.w_head_t + w.b_head).reshape(forc.shape[0], len(self.dynamic), self.nmul)
+        values = w.lo + raw * w.span  # descale, every dynamic parameter in one go
+        params = {name: values[:, i, :] for i, name in enumerate(self.dynamic)}
+        return params, h1, c1
+
 
 class FixedParameters(nn.Module):
     """Given parameter values: scalars or per-unit values, ``nmul`` 1, no dynamic parameters."""
@@ -153,4 +218,7 @@ class FixedParameters(nn.Module):
         return {}, h, c
 
     def dynamic_step(self, forc, attrs_norm, h, c):
+        return {}, h, c
+
+    def dynamic_step_numpy(self, forc, attrs_norm, h, c):
         return {}, h, c

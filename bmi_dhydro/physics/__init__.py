@@ -1,4 +1,7 @@
-"""Pure torch physics kernels: HBV, gamma unit-hydrograph routing and PET.  No config, no I/O."""
+"""Pure torch physics kernels: HBV, gamma unit-hydrograph routing and PET.  No config, no I/O.
+
+The per-step kernels (``step``, ``route_step``, ``in_flight``, the PET methods) also run on numpy arrays, the
+same equations (see :mod:`.arrays`)."""
 
 from .hbv import (
     DEFAULT_DYNAMIC,
@@ -16,8 +19,17 @@ from .hbv import (
     scale_rates,
     step,
 )
-from .pet import PET_METHODS, hamon, hargreaves, priestley_taylor
-from .routing import ROUTE_BOUNDS, ROUTE_UNITS, gamma_uh, in_flight, route_sequence, route_step, uh_length
+from .pet import PET_METHODS, daylength_hours, hamon, hargreaves, priestley_taylor
+from .routing import (
+    ROUTE_BOUNDS,
+    ROUTE_UNITS,
+    gamma_uh,
+    in_flight,
+    in_flight_weights,
+    route_sequence,
+    route_step,
+    uh_length,
+)
 
 ALL_BOUNDS = {**PARAM_BOUNDS, **ROUTE_BOUNDS}
 ALL_UNITS = {**PARAM_UNITS, **ROUTE_UNITS}
@@ -38,11 +50,13 @@ __all__ = [
     "HbvFluxes",
     "HbvState",
     "check_bounds",
+    "daylength_hours",
     "descale",
     "gamma_uh",
     "hamon",
     "hargreaves",
     "in_flight",
+    "in_flight_weights",
     "initial_state",
     "priestley_taylor",
     "route_sequence",

@@ -32,9 +32,14 @@ threads; each thread takes blocks of about 1024 columns and runs the whole time 
 staying in L1/L2, one SIMD loop over the block's columns per step (so the (T, n, nmul) inputs stream through in
 contiguous runs, prefetched a step ahead).  The arithmetic is the eager step's, in the same order and the same
 precision (float32 data in float32, float64 in float64, no fused multiply-adds); only ``x**b`` is evaluated
-differently: ``exp(b·log x)`` from branch-free log/exp with an extra-precision exponent (float-float in float32,
-double-double in float64), about 1 ulp, like torch's own ``pow``.  ``clamp``/``max``/``min`` and the soil-moisture
-floor are the same operations, so mass balance holds exactly as in the eager step.
+differently, branch-free so the loops vectorise.  In float64 it is ``exp(b·log x)`` with a double-double exponent,
+about 1 ulp like torch's own ``pow``.  In float32 it is ``2**(b·log2 x)`` from short polynomials (no division), a
+few ulp plus the rounding of ``b·log2 x``: relative error about 1e-6 where the result is above 1e-3, results below
+about 2.4e-38 flushed to 0, and ``1**b == 1`` exactly (the clamp after it needs its boundary); it is 2-3 times
+cheaper than an extra-precision float32 ``pow`` and the two ``pow`` are most of the step's cost.  ``clamp``/``max``/
+``min`` and the soil-moisture floor are the same operations, so mass balance holds exactly as in the eager step.
+The per-block scratch rows are padded to an odd number of cache lines (rows 4 KiB apart stall every load behind
+the previous row's store: "4K aliasing").
 
 Backward (a hand-derived adjoint of the step, with torch's conventions at kinks: ``minimum`` splits the gradient
 in half on ties, ``clamp`` passes it on the boundary, ``pow`` follows ``torch.pow``).  The forward pass stores
@@ -229,83 +234,59 @@ HBV_INLINE double hbv_pow(double x, double b, double& lx) {
   return (b == 0.0) ? 1.0 : r;
 }
 
-// ---- float32: x ** b in float lanes (twice the SIMD width of double), about 1 ulp -----------------------------
-// log x is carried as a float-float h + l and the product b log x as yh + yl (an exact FMA product error), so the
-// exponent keeps ~2^-40 absolute accuracy even when |b log x| is large; exp then reduces yh by n ln2 exactly.
+// ---- float32: x ** b in float lanes (twice the SIMD width of double), a few ulp ------------------------------
+// 2^(b log2 x): log2 x = e + log2(m), m in [sqrt(1/2), sqrt(2)), log2(m) = f P(f) with f = m - 1 (degree-7
+// polynomial, no division); then y = b log2 x = n + r, |r| <= 1/2, and 2^r by a degree-5 polynomial, scaled by
+// adding n to the exponent bits.  Relative error a few ulp plus |y| 2^-24 from rounding y (torch's pow: ~1 ulp);
+// the differences from torch stay orders of magnitude below the 1e-5 equality tolerance.  Results below 2^-125
+// (about 2.4e-38) are returned as 0 and above 2^127.5 as inf (torch gives subnormal or finite values there), and a
+// subnormal x counts as 0.  (Flush-to-zero for the whole kernel was tried and rejected: a subnormal store that
+// compares equal to 0 turns a kink into a tie and changes torch's subgradient.)
+// The polynomial coefficients are weighted least-squares fits on Chebyshev nodes (max relative error of log2(1 + f)
+// 2.0e-7, of 2^r 1.0e-7); both keep x = 1 exact (x ** b == 1), as the clamp that follows needs on its boundary.
 
 HBV_INLINE float as_float(uint32_t b) { float f; std::memcpy(&f, &b, 4); return f; }
 HBV_INLINE uint32_t as_bits32(float f) { uint32_t b; std::memcpy(&b, &f, 4); return b; }
 #if defined(__FMA__) || defined(__aarch64__) || defined(__ARM_FEATURE_FMA)
 #define HBV_FMAF(a, b, c) __builtin_fmaf((a), (b), (c))
-HBV_INLINE float prod_err_f(float a, float b, float p) { return __builtin_fmaf(a, b, -p); }
 #else
 #define HBV_FMAF(a, b, c) ((a) * (b) + (c))
-HBV_INLINE float prod_err_f(float a, float b, float p) {
-  const float c = 4097.0f;  // Dekker/Veltkamp split
-  const float ta = c * a, ah = ta - (ta - a), al = a - ah;
-  const float tb = c * b, bh = tb - (tb - b), bl = b - bh;
-  return ((ah * bh - p) + ah * bl + al * bh) + al * bl;
-}
 #endif
-constexpr float LN2F_HI = 0.693145751953125f;      // 16 significant bits: n * LN2F_HI is exact for |n| < 256
-constexpr float LN2F_LO = 1.428606765330187e-06f;
+constexpr float LN2F = 0.693147180559945309f;
 
 HBV_INLINE float hbv_powf(float x, float b, float& lx) {
-  // x = 2^e m, m in [sqrt(1/2), sqrt(2)); subnormal x scaled up first
-  const bool sub = x < 1.17549435e-38f;
-  const float xs = sub ? x * 16777216.0f : x;          // 2^24
-  const uint32_t bits = as_bits32(xs);
-  float e = as_float((bits >> 23) | 0x4b000000u) - 8388608.0f - 127.0f;
-  e = sub ? e - 24.0f : e;
-  float m = as_float((bits & 0x007fffffu) | 0x3f800000u);
-  const bool big = m > 1.41421356f;
-  m = big ? m * 0.5f : m;
-  e = big ? e + 1.0f : e;
-  const float f = m - 1.0f;                            // exact
-  const float s = f / (2.0f + f);
-  const float z = s * s;
-  float p = 2.0f / 9.0f;
-  p = HBV_FMAF(p, z, 2.0f / 7.0f); p = HBV_FMAF(p, z, 2.0f / 5.0f); p = HBV_FMAF(p, z, 2.0f / 3.0f);
-  const float hfsq = 0.5f * f * f;
-  const float corr = s * (hfsq + z * p) - hfsq;        // log(1 + f) - f, |corr| < 0.1
-  // log x = (e ln2_hi + f) + (e ln2_lo + corr): two-sum of the first pair, then renormalise
-  const float A = e * LN2F_HI;                         // exact
-  const float S = A + f;
-  const float bb = S - A;
-  const float err = (A - (S - bb)) + (f - bb);
-  const float small = err + (e * LN2F_LO + corr);
-  float h = S + small;
-  float l = small - (h - S);
-  // y = b log x as yh + yl
-  const float yh = b * h;
-  float yl = prod_err_f(b, h, yh) + b * l;
-  // exp(yh + yl)
-  float yc = yh > 89.0f ? 89.0f : yh;                  // beyond: 0 or inf anyway
-  yc = yc < -104.0f ? -104.0f : yc;
-  const float nd = (yc * 1.44269504f + 12582912.0f) - 12582912.0f;  // round to nearest (1.5 * 2^23)
-  const float r = ((yc - nd * LN2F_HI) - nd * LN2F_LO) + yl;      // |r| < 0.35
-  float q = 1.0f / 40320.0f;
-  q = HBV_FMAF(q, r, 1.0f / 5040.0f); q = HBV_FMAF(q, r, 1.0f / 720.0f); q = HBV_FMAF(q, r, 1.0f / 120.0f);
-  q = HBV_FMAF(q, r, 1.0f / 24.0f);   q = HBV_FMAF(q, r, 1.0f / 6.0f);   q = HBV_FMAF(q, r, 0.5f);
-  q = HBV_FMAF(q, r, 1.0f);           q = HBV_FMAF(q, r, 1.0f);
-  const float n1 = (nd * 0.5f + 12582912.0f) - 12582912.0f;
-  const float n2 = nd - n1;                            // |n1|, |n2| <= 76: 2^n1 and 2^n2 are normal floats
-  const float s1 = as_float(as_bits32(n1 + (127.0f + 8388608.0f)) << 23);
-  const float s2 = as_float(as_bits32(n2 + (127.0f + 8388608.0f)) << 23);
-  float out = q * s1 * s2;
+  // x = 2^e m with m in [sqrt(1/2), sqrt(2)): integer arithmetic on the bits, no compares
+  // (unsigned arithmetic: wraps instead of overflowing; the >> of a negative int is arithmetic in GCC and Clang)
+  const uint32_t bits = as_bits32(x);
+  const int32_t e = static_cast<int32_t>(bits - 0x3f3504f3u) >> 23;
+  const float m = as_float(bits - (static_cast<uint32_t>(e) << 23));
+  const float f = m - 1.0f;
+  float p = -0.142378196f;
+  p = HBV_FMAF(p, f, 0.232481033f); p = HBV_FMAF(p, f, -0.249322146f); p = HBV_FMAF(p, f, 0.287312478f);
+  p = HBV_FMAF(p, f, -0.360223293f); p = HBV_FMAF(p, f, 0.480915904f); p = HBV_FMAF(p, f, -0.721352935f);
+  p = HBV_FMAF(p, f, 1.44269502f);
+  const float L = static_cast<float>(e) + f * p;      // log2 x
+  // 2^y, y = b log2 x = n + r: out-of-range or NaN y gives a meaningless n, replaced by the selects below
+  const float y = b * L;
+  const float t = y + 12582912.0f;                    // 1.5 * 2^23: rounds y to an integer in t's low bits
+  const float n = t - 12582912.0f;
+  const uint32_t ni = as_bits32(t) - 0x4b400000u;     // n as an integer (mod 2^32)
+  const float r = y - n;                              // exact, |r| <= 1/2
+  float q = 0.00132186746f;                          // 2^r = 1 + r Q(r): exactly 1 at r = 0, so 1 ** b == 1
+  q = HBV_FMAF(q, r, 0.00967170298f); q = HBV_FMAF(q, r, 0.0555089302f); q = HBV_FMAF(q, r, 0.24022238f);
+  q = HBV_FMAF(q, r, 0.693146884f); q = HBV_FMAF(q, r, 1.0f);
+  float out = as_float(as_bits32(q) + (ni << 23));
+  out = y < -125.0f ? 0.0f : out;
+  out = y > 127.5f ? __builtin_inff() : out;
   // special cases as nested selects (keeps the loops vectorisable)
-  const float at0 = b > 0.0f ? 0.0f : __builtin_inff();  // x == 0
-  out = (x == 0.0f) ? at0 : out;
-  out = (x < 0.0f) ? __builtin_nanf("") : out;
+  const float at0 = b > 0.0f ? 0.0f : __builtin_inff();   // x == 0 (or subnormal)
+  out = (x > 0.0f) ? out : ((x == 0.0f) ? at0 : __builtin_nanf(""));
   out = (x == __builtin_inff()) ? (b > 0.0f ? x : 0.0f) : out;
-  out = (x != x) ? x : out;
   out = (b != b) ? b : out;
   out = (b == 0.0f) ? 1.0f : out;
-  float lg = h + l;
-  lg = (x == 0.0f) ? -__builtin_inff() : lg;
-  lg = (x < 0.0f) ? __builtin_nanf("") : lg;
+  float lg = L * LN2F;
+  lg = (x > 0.0f) ? lg : ((x == 0.0f) ? -__builtin_inff() : __builtin_nanf(""));
   lg = (x == __builtin_inff()) ? x : lg;
-  lg = (x != x) ? x : lg;
   lx = lg;
   return out;
 }
@@ -592,6 +573,17 @@ HBV_INLINE void bw_step(const Fw<T>& w, St<T>& gs, const Outs<T>& go, Pars<T>& g
 // long dependency chains of a step (two pow) overlap.  Forcings are spread to the columns first.
 inline int64_t block_units(int64_t M) { int64_t b = 1024 / M; return b < 1 ? 1 : b; }
 inline int64_t block_size(int64_t M, int64_t units) { const int64_t b = block_units(M); return units < b ? units : b; }
+// Row stride of the per-block scratch arrays (each row holds one quantity for the block's columns): an odd number
+// of cache lines, so the rows a SIMD iteration touches never sit a multiple of 4 KiB apart.  Rows 4 KiB apart
+// (1024 floats, the natural block) make every load that follows a store to another row wait on a false
+// dependency (4K aliasing); in the adjoint, whose 14 gradient accumulations load and store a row each, that
+// doubled the time per step.
+template <class T> inline int64_t row_stride(int64_t cols) {
+  const int64_t L = 64 / static_cast<int64_t>(sizeof(T));
+  int64_t lines = (cols + L - 1) / L;
+  if (lines % 2 == 0) ++lines;
+  return lines * L;
+}
 
 template <class T>
 struct View {
@@ -657,7 +649,8 @@ HBV_INLINE void spread_forcing(const T* F, int64_t t, int64_t n, int64_t ub, int
 template <class T, bool CAP>
 void forward_units(const Args& a, int64_t u0, int64_t u1) {
   View<T> v(a);
-  const int64_t n = v.n, M = v.M, nT = v.nT, K = a.chunk, B = block_size(M, u1 - u0), BM = B * M;
+  const int64_t n = v.n, M = v.M, nT = v.nT, K = a.chunk, B = block_size(M, u1 - u0),
+                BM = row_stride<T>(B * M);  // row stride of the block's scratch (>= B * M columns)
   const T* F = static_cast<const T*>(a.forcing);
   std::vector<T> st(NS * BM), obuf(NO * BM), fb(3 * BM), sink(BM);
   T* out[NO];
@@ -718,15 +711,16 @@ void forward_units(const Args& a, int64_t u0, int64_t u1) {
 template <class T, bool CAP>
 void backward_units(const Args& a, int64_t u0, int64_t u1) {
   View<T> v(a);
-  const int64_t n = v.n, M = v.M, nT = v.nT, K = a.chunk, B = block_size(M, u1 - u0), BM = B * M;
+  const int64_t n = v.n, M = v.M, nT = v.nT, K = a.chunk, B = block_size(M, u1 - u0),
+                BM = row_stride<T>(B * M);  // row stride of the block's scratch (>= B * M columns)
   const int64_t n_chunks = (nT + K - 1) / K;
   const int64_t SLOT = NSCR * BM;  // scratch per step: [NSCR][B * M]
   const T* F = static_cast<const T*>(a.forcing);
   const T* ck = static_cast<const T*>(a.ckpt);
-  // gstat accumulates the static parameters' gradients of the block; dynamic ones are added straight into
-  // g_param (zero-filled by the caller); gradients nobody asked for go to a sink
-  std::vector<T> gst(NS * BM), gstat(NP * BM), scr((K + 1) * SLOT), fb(3 * BM), gfb(3 * BM), gobv(NO * BM, T(0)),
-      psink(BM);
+  // gstat accumulates the static parameters' gradients of the block; dynamic ones go through gcur (below);
+  // gradients nobody asked for go to a sink
+  std::vector<T> gst(NS * BM), gstat(NP * BM), gcur(NP * BM), scr((K + 1) * SLOT), fb(3 * BM), gfb(3 * BM),
+      gobv(NO * BM, T(0)), psink(BM);
   T* __restrict gob = &gobv[0];
   T* gF = static_cast<T*>(a.g_forcing);
   T* __restrict g0 = &gst[0];
@@ -774,10 +768,15 @@ void backward_units(const Args& a, int64_t u0, int64_t u1) {
         prefetch_grads<T>(a, t - 1, n, ub, nb, M);
         spread_forcing(F, t, n, ub, nb, M, &fb[0], &fb[BM], &fb[2 * BM]);
         HBV_LOAD_PARAMS(t, ub);
+        // static parameters accumulate over the steps in gstat; a dynamic parameter's gradient of this step is
+        // collected in a zeroed row of gcur and copied out after the step (each element is written exactly
+        // once, so the caller's array needs no zero fill)
         T* gpp[NP];
         for (int p = 0; p < NP; ++p) {
           T* dst = static_cast<T*>(a.g_param[p]);
-          gpp[p] = a.param_dynamic[p] ? (dst ? dst + (t * n + ub) * M : &psink[0]) : &gstat[p * BM];
+          if (!a.param_dynamic[p]) gpp[p] = &gstat[p * BM];
+          else if (!dst) gpp[p] = &psink[0];
+          else { gpp[p] = &gcur[p * BM]; std::fill(gcur.begin() + p * BM, gcur.begin() + p * BM + E_, T(0)); }
         }
         T *q_B = gpp[P_BETA], *q_FC = gpp[P_FC], *q_K0 = gpp[P_K0], *q_K1 = gpp[P_K1], *q_K2 = gpp[P_K2],
           *q_LP = gpp[P_LP], *q_PE = gpp[P_PERC], *q_UZ = gpp[P_UZL], *q_TT = gpp[P_TT], *q_CF = gpp[P_CFMAX],
@@ -814,6 +813,10 @@ void backward_units(const Args& a, int64_t u0, int64_t u1) {
           q_LP[e] += gp.LP; q_PE[e] += gp.PERC; q_UZ[e] += gp.UZL; q_TT[e] += gp.TT; q_CF[e] += gp.CFMAX;
           q_CR[e] += gp.CFR; q_CW[e] += gp.CWH; q_BE[e] += gp.BETAET; q_C[e] += gp.C;
           gf[e] = gP; gf[BM + e] = gT; gf[2 * BM + e] = gE;
+        }
+        for (int p = 0; p < NP; ++p) {
+          T* dst = static_cast<T*>(a.g_param[p]);
+          if (a.param_dynamic[p] && dst) std::memcpy(dst + (t * n + ub) * M, &gcur[p * BM], E_ * sizeof(T));
         }
         if (gF) {
           for (int64_t ui = 0; ui < nb; ++ui) {
@@ -1138,6 +1141,35 @@ def resolve_engine(engine: str, device: torch.device | str = "cpu", dtype: torch
 _DT_CODE = {torch.float32: 0, torch.float64: 1}
 
 
+_HUGE_MIN_BYTES = 8 << 20
+_HUGE = 2 << 20
+_libc = None
+
+
+def _advise_huge(t: torch.Tensor) -> None:
+    """Ask for transparent huge pages on a fresh, untouched buffer (Linux ``madvise(MADV_HUGEPAGE)``).
+
+    The gradient of a dynamic parameter is as large as the parameter (T x n x nmul) and is written once, step by
+    step, at a stride of n x nmul: with 4 KiB pages that is a page fault and a TLB miss every few kilobytes.  Only
+    whole 2 MiB pages inside the buffer are advised; it is a hint, and any failure is ignored.
+    """
+    global _libc
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+            _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        start = t.data_ptr()
+        end = start + t.numel() * t.element_size()
+        a = (start + _HUGE - 1) // _HUGE * _HUGE
+        b = end // _HUGE * _HUGE
+        if b > a:
+            _libc.madvise(a, b - a, 14)  # MADV_HUGEPAGE
+    except (OSError, AttributeError):
+        pass
+
+
 def _ptr(t: torch.Tensor | None):
     return None if t is None else t.data_ptr()
 
@@ -1232,9 +1264,12 @@ class _HbvUnroll(torch.autograd.Function):
         g_states = [torch.empty((n, nmul), dtype=dtype) if need[2 + k] else None for k in range(_NS)]
         for k, g in enumerate(g_states):
             args.g_state_in[k] = _ptr(g)
-        # dynamic parameters' gradients are accumulated into (zero-filled), static ones written
-        g_params = [(torch.zeros_like(p) if dyn_flags[i] else torch.empty_like(p)) if need[2 + _NS + i] else None
+        # every element is written once by the kernel (no zero fill); large fresh buffers get transparent huge pages
+        g_params = [torch.empty_like(p) if need[2 + _NS + i] else None
                     for i, p in enumerate(params)]
+        for g in g_params:
+            if g is not None and g.numel() * g.element_size() >= _HUGE_MIN_BYTES:
+                _advise_huge(g)
         for i, g in enumerate(g_params):
             args.g_param[i] = _ptr(g)
         _run(lib.hbv_backward, args, dtype, "backward")

@@ -6,7 +6,8 @@ The kernel is a pure function over an explicit state::
 
 with no configuration, I/O or module state inside.  dtype and device follow the inputs.  Every tensor is shaped
 ``(n_units, nmul)`` (``nmul`` parallel components per unit); forcings of shape ``(n_units,)`` are broadcast over
-the components.
+the components.  Given numpy arrays instead of tensors, the same equations run in numpy (:mod:`.arrays`: the
+BMI's one-catchment inference steps).
 
 Equations (Feng et al. 2022, WRR, doi:10.1029/2022WR032404; HBV-light, Seibert 2005), in this order per step:
 
@@ -37,6 +38,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+
+from .arrays import ops
 
 #: Physical parameter bounds; the network's sigmoid output maps linearly onto them.
 PARAM_BOUNDS: dict[str, tuple[float, float]] = {
@@ -174,59 +177,61 @@ def step(
     ``precip`` and ``pet`` are mm per step, ``temp`` is °C, each ``(n_units,)`` or ``(n_units, nmul)``.
     ``params`` maps parameter name → tensor broadcastable to ``(n_units, nmul)``, already scaled to the step with
     :func:`scale_rates`.  ``capillary`` switches on the δHBV 1.1p capillary rise (needs ``params['C']``).
+    numpy arrays in place of tensors (all of them) run the same equations in numpy (see :mod:`.arrays`).
     """
     snowpack, meltwater, sm, suz, slz = state
-    if precip.dim() == 1:
-        precip = precip.unsqueeze(-1)
-        temp = temp.unsqueeze(-1)
-        pet = pet.unsqueeze(-1)
+    xp = ops(precip)  # torch tensors: torch; numpy arrays (inference on tiny problems): the same equations in numpy
+    if precip.ndim == 1:
+        precip = precip[:, None]
+        temp = temp[:, None]
+        pet = pet[:, None]
     p = params
     tt = p["TT"]
 
     # 1. partition precipitation
-    rain = torch.where(temp >= tt, precip, torch.zeros_like(precip))
+    rain = xp.where0(temp >= tt, precip)
     snow = precip - rain
 
     # 2. snow
     snowpack = snowpack + snow
-    melt = torch.minimum(torch.clamp(p["CFMAX"] * (temp - tt), min=0.0), snowpack)
+    melt = xp.minimum(xp.clamp(p["CFMAX"] * (temp - tt), 0.0), snowpack)
     meltwater = meltwater + melt
     snowpack = snowpack - melt
-    refreeze = torch.minimum(torch.clamp(p["CFR"] * p["CFMAX"] * (tt - temp), min=0.0), meltwater)
+    refreeze = xp.minimum(xp.clamp(p["CFR"] * p["CFMAX"] * (tt - temp), 0.0), meltwater)
     snowpack = snowpack + refreeze
     meltwater = meltwater - refreeze
-    tosoil = torch.clamp(meltwater - p["CWH"] * snowpack, min=0.0)
+    tosoil = xp.clamp(meltwater - p["CWH"] * snowpack, 0.0)
     meltwater = meltwater - tosoil
 
     # 3. soil
     fc = p["FC"]
-    wet = torch.clamp((sm / fc) ** p["BETA"], 0.0, 1.0)
+    wet = xp.clamp((sm / fc) ** p["BETA"], 0.0, 1.0)
     infil = rain + tosoil
     recharge = infil * wet
     sm = sm + infil - recharge
-    excess = torch.clamp(sm - fc, min=0.0)
+    excess = xp.clamp(sm - fc, 0.0)
     sm = sm - excess
 
     # 4. evapotranspiration, with an explicit leak for the soil-moisture floor
-    ef = torch.clamp((sm / (p["LP"] * fc)) ** p["BETAET"], 0.0, 1.0)
-    et = torch.minimum(sm, pet * ef)
+    ef = xp.clamp((sm / (p["LP"] * fc)) ** p["BETAET"], 0.0, 1.0)
+    et = xp.minimum(sm, pet * ef)
     sm_after = sm - et
-    sm = torch.clamp(sm_after, min=SM_FLOOR)
+    sm = xp.clamp(sm_after, SM_FLOOR)
     leak = sm - sm_after
 
     # 5. capillary rise (δHBV 1.1p)
     if capillary:
-        cap = torch.minimum(slz, p["C"] * slz * (1.0 - torch.clamp(sm / fc, max=1.0)))
+        cap = xp.minimum(slz, p["C"] * slz * (1.0 - xp.clamp(sm / fc, None, 1.0)))
         sm = sm + cap
         slz = slz - cap
     else:
-        cap = torch.zeros_like(sm)
+        cap = xp.zeros_like(sm)
 
     # 6. response routine
     suz = suz + recharge + excess
-    perc = torch.minimum(suz, p["PERC"])
+    perc = xp.minimum(suz, p["PERC"])
     suz = suz - perc
-    q0 = p["K0"] * torch.clamp(suz - p["UZL"], min=0.0)
+    q0 = p["K0"] * xp.clamp(suz - p["UZL"], 0.0)
     suz = suz - q0
     q1 = p["K1"] * suz
     suz = suz - q1

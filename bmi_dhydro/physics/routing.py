@@ -1,4 +1,4 @@
-"""Gamma unit-hydrograph routing (pure torch).
+"""Gamma unit-hydrograph routing (pure torch; the per-step functions also take numpy arrays).
 
 Shape a = relu(route_a) + 0.1 and scale θ = relu(route_b) + 0.5 (days).  The gamma density
 ``t^(a-1) exp(-t/θ)`` is evaluated at the step mid-points t = (k + 0.5)·dt for k = 0..L-1 (with dt = 1 day this
@@ -10,7 +10,7 @@ Two equivalent ways to apply it:
 
 * :func:`route_sequence` — causal convolution over a whole series (training, batch runs);
 * :func:`route_step` — step-wise with a buffer of the last L unrouted inputs as state (BMI).  Both give the same
-  numbers (tested to 1e-12 in float64).
+  numbers (tested to 1e-12 in float64).  Like the HBV step it also runs on numpy arrays (see :mod:`.arrays`).
 
 The water "in flight" (entered but not yet released) is :func:`in_flight`; it is part of the stored mass.
 """
@@ -18,6 +18,8 @@ The water "in flight" (entered but not yet released) is :func:`in_flight`; it is
 from __future__ import annotations
 
 import torch
+
+from .arrays import ops
 
 ROUTE_BOUNDS = {"route_a": (0.0, 2.9), "route_b": (0.0, 6.5)}
 ROUTE_UNITS = {"route_a": "1", "route_b": "d"}
@@ -58,17 +60,27 @@ def route_sequence(q: torch.Tensor, weights: torch.Tensor, buffer: torch.Tensor 
 
 def route_step(q: torch.Tensor, weights: torch.Tensor, buffer: torch.Tensor):
     """One step: push ``q`` (n_units,) into ``buffer`` (n_units, L, newest last) and return ``(routed, buffer)``."""
-    buffer = torch.cat([buffer[:, 1:], q.unsqueeze(-1)], dim=1)
-    routed = (buffer * weights.flip(-1)).sum(-1)
+    xp = ops(q)
+    buffer = xp.cat([buffer[:, 1:], q[:, None]], 1)
+    routed = xp.sum(buffer * xp.flip(weights))
     return routed, buffer
 
 
-def in_flight(weights: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+def in_flight_weights(weights: torch.Tensor) -> torch.Tensor:
+    """``tail`` (n_units, L): ``tail[:, j]`` is the part of an input j steps ago still to be released (ordinates
+    j+1..L-1).  Depends on the weights only: callers stepping many times compute it once (see :func:`in_flight`)."""
+    xp = ops(weights)
+    remaining = xp.flip(xp.cumsum(xp.flip(weights)))  # remaining[k] = sum_{i>=k} w_i
+    return xp.cat([remaining[:, 1:], xp.zeros_like(remaining[:, :1])], -1)
+
+
+def in_flight(weights: torch.Tensor, buffer: torch.Tensor, tail: torch.Tensor | None = None) -> torch.Tensor:
     """Water (mm) that has entered the routing but not yet left it, per unit.
 
     The input j steps ago (buffer[:, -1 - j]) has released ordinates 0..j; what remains is the sum of ordinates
-    j+1..L-1.
+    j+1..L-1.  ``tail`` is :func:`in_flight_weights` of ``weights`` when the caller has it already.
     """
-    remaining = weights.flip(-1).cumsum(-1).flip(-1)  # remaining[k] = sum_{i>=k} w_i
-    tail = torch.cat([remaining[:, 1:], remaining.new_zeros(remaining.shape[0], 1)], dim=-1)
-    return (buffer.flip(-1) * tail).sum(-1)
+    if tail is None:
+        tail = in_flight_weights(weights)
+    xp = ops(buffer)
+    return xp.sum(xp.flip(buffer) * tail)
