@@ -609,10 +609,20 @@ def write_readme(res: dict, path: Path) -> None:
                       ["forward, kernel rebuilt without the two pow (cost probe)", f"{pp.get('kernel_without_pow_ns', float('nan')):.2f}"]]),
               "", f"The two `x ** b` (soil wetness and ET factor), evaluated in float32 as 2^(b log2 x) from short "
               f"polynomials, take {pp.get('pow_share', float('nan')):.0%} of the forward; they are serial (the ET factor "
-              "needs the soil moisture after recharge), and each is about as costly as the rest of the step.  The "
+              "needs the soil moisture after recharge).  The rest of the step is about 120 vector instructions per "
+              "16 columns (loads and stores included), two divisions, and streaming the dynamic parameters "
+              "(T x N x 16 each) from memory.  The "
               "backward recomputes each chunk's forward once (with its pow) and then runs the adjoint (no "
               "transcendental functions, but about twice the forward's arithmetic, and six divisions), so "
-              "forward + backward costs 3-4 forwards.", ""]
+              "forward + backward costs about 3 forwards.", ""]
+        big = max(res.get("forward", []), key=lambda r: r["n"], default=None)
+        if big and big["n"] >= 100_000 and p.get("forward_ns"):
+            need = p["forward_ns"] * big["speedup"] / 10.0
+            L += [f"What a 10x forward at N = {big['n']:,} would take: the run above is x{big['speedup']:.1f}, so the "
+                  f"kernel would have to cost about {need:.2f} ns per element-step on one thread instead of "
+                  f"{p['forward_ns']:.2f}.  The same kernel with both pow replaced by a multiply costs "
+                  f"{pp.get('kernel_without_pow_ns', float('nan')):.2f}: even free pow would leave it near the target, "
+                  "so the remaining gap is the step's own arithmetic and memory traffic on 2 cores, not overhead.", ""]
         eo = p.get("eager_ops")
         if eo:
             L += [f"Eager step's operator profile (torch.profiler, N = {eo['n']:,}, {eo['steps']} steps, no grad): "

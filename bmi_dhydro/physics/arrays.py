@@ -59,6 +59,8 @@ class TorchOps:
         if isinstance(x, torch.Tensor):
             return x
         dtype = like.dtype if isinstance(like, torch.Tensor) else torch.float64
+        if isinstance(x, np.ndarray) and not x.flags.writeable:  # e.g. pandas values: torch wants writable memory
+            x = x.copy()
         return torch.as_tensor(x, dtype=dtype)
 
 
