@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from torch import nn
 
 from . import physics
+from .physics.arrays import ops
 from .nn import ROUTE_NAMES, FixedParameters, NeuralParameters
 
 FORCING_NAMES = ("prcp", "tmean", "pet")
@@ -289,6 +290,17 @@ class DeltaModel(nn.Module):
         out["storage"] = sum(stores[n] for n in physics.STATE_NAMES) + rstore
         return out
 
+    def _route_and_outputs(self, means, forcing_t, route_buffer, uh, uh_tail=None):
+        """Route one step's runoff (when ``uh`` is given) and build the outputs; torch tensors or numpy arrays.
+        Returns the new routing buffer and the outputs."""
+        q = means["q"]
+        if uh is not None:
+            routed, buffer = physics.route_step(q, uh, route_buffer)
+            rstore = physics.in_flight(uh, buffer, uh_tail)
+        else:
+            routed, buffer, rstore = q, route_buffer, ops(q).zeros_like(q)
+        return buffer, self._outputs(means, forcing_t, routed, rstore)
+
     def numpy_step_suitable(self, n_units: int) -> bool:
         """Whether an inference step over ``n_units`` runs in numpy (:meth:`advance_numpy`) rather than torch."""
         return n_units * self.provider.nmul <= NUMPY_STEP_MAX_VALUES and self._dtype_device()[1].type == "cpu"
@@ -326,13 +338,7 @@ class DeltaModel(nn.Module):
                                    capillary=config.capillary)
         m = numpy_component_means(fluxes.q, fluxes.et, fluxes.leak, *hbv)  # one reduction for all eight
         means = {"q": m[0], "et": m[1], "leak": m[2], **dict(zip(physics.STATE_NAMES, m[3:]))}
-        q = means["q"]
-        if prep.uh is not None:
-            routed, buffer = physics.route_step(q, prep.uh, state.route_buffer)
-            rstore = physics.in_flight(prep.uh, buffer, prep.uh_tail)
-        else:
-            routed, buffer, rstore = q, state.route_buffer, np.zeros_like(q)
-        out = self._outputs(means, forcing_step, routed, rstore)
+        buffer, out = self._route_and_outputs(means, forcing_step, state.route_buffer, prep.uh, prep.uh_tail)
         if dyn:  # per-day values, component mean
             out.update(zip([f"param_{k}" for k in dyn], numpy_component_means(*dyn.values())))
         return ModelState(hbv, h, c, buffer), out
@@ -356,13 +362,7 @@ class DeltaModel(nn.Module):
             hbv, fluxes = self._physics(state.hbv, forcing_step, params)
             means = {"q": fluxes.q.mean(-1), "et": fluxes.et.mean(-1), "leak": fluxes.leak.mean(-1),
                      **{n: getattr(hbv, n).mean(-1) for n in physics.STATE_NAMES}}
-        q = means["q"]
-        if prep.uh is not None:
-            routed, buffer = physics.route_step(q, prep.uh, state.route_buffer)
-            rstore = physics.in_flight(prep.uh, buffer)
-        else:
-            routed, buffer, rstore = q, state.route_buffer, torch.zeros_like(q)
-        out = self._outputs(means, forcing_step, routed, rstore)
+        buffer, out = self._route_and_outputs(means, forcing_step, state.route_buffer, prep.uh)
         out.update(dyn_mean)
         return ModelState(hbv, h, c, buffer), out
 

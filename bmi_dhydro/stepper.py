@@ -220,8 +220,8 @@ class Stepper:
         """PET of the model step, mm (numpy in, numpy out: no torch for a few units)."""
         method = self.model.config.pet_method
         days = self.model.config.dt_days
+        doy = float(self.model_step_start().timetuple().tm_yday)
         if method == "hamon":
-            doy = float(self.model_step_start().timetuple().tm_yday)
             ld = self._daylength.get(doy)
             if ld is None:
                 ld = physics.daylength_hours(self.lat, doy)
@@ -229,7 +229,6 @@ class Stepper:
                     self._daylength[doy] = ld
             pet = physics.hamon(tmean, self.lat, doy, daylength=ld) * days
         elif method == "hargreaves":
-            doy = float(self.model_step_start().timetuple().tm_yday)
             pet = physics.hargreaves(self.acc_tmin, self.acc_tmax, self.lat, doy) * days
         elif method == "priestley_taylor":
             pet = physics.priestley_taylor(self.acc_sw / self.k, tmean, self.acc_pres / self.k) * days
@@ -268,8 +267,8 @@ class Stepper:
         leak = np.asarray(out["leak"], dtype=f64)
         self.model_storage = np.array(out["storage"], dtype=f64)
         if self.use_numpy:  # the means advance_numpy computed are refresh_store_means' numbers
-            self.store_means = {k: out[k] if self._np_dtype is f64 else out[k].astype(f64) for k in physics.STATE_NAMES}
-        else:
+            self.store_means = {k: np.asarray(out[k], dtype=f64) for k in physics.STATE_NAMES}
+        else:  # (the torch engine's means may differ in the last bit from the ones a restore recomputes)
             self.refresh_store_means()
         self.mass_out += et
         self.mass_leak += leak
