@@ -624,6 +624,18 @@ HBV_INLINE void prefetch_step(const Args& a, const T* F, int64_t t, int64_t n, i
   for (int64_t e = 0; e < nb * 3; e += line) __builtin_prefetch(f + e, 0, 3);
 }
 
+// the dynamic parameters' gradients of step t (written, once, after the adjoint of step t), ahead of use
+template <class T>
+HBV_INLINE void prefetch_grads(const Args& a, int64_t t, int64_t n, int64_t ub, int64_t nb, int64_t M) {
+  if (t < 0 || t >= a.n_t) return;
+  const int64_t line = 64 / sizeof(T);
+  for (int p = 0; p < NP; ++p) {
+    if (!a.param_dynamic[p] || !a.g_param[p]) continue;
+    const T* base = static_cast<const T*>(a.g_param[p]) + (t * n + ub) * M;
+    for (int64_t e = 0; e < nb * M; e += line) __builtin_prefetch(base + e, 1, 3);
+  }
+}
+
 // forcings of units [ub, ub + nb) at step t, spread over their columns
 template <class T>
 HBV_INLINE void spread_forcing(const T* F, int64_t t, int64_t n, int64_t ub, int64_t nb, int64_t M, T* fP, T* fT, T* fE) {
@@ -753,6 +765,7 @@ void backward_units(const Args& a, int64_t u0, int64_t u1) {
       for (int64_t t = t1 - 1; t >= t0; --t) {
         const T* __restrict sc = &scr[(t - t0) * SLOT];
         prefetch_step(a, F, t - 1, n, ub, nb, M);
+        prefetch_grads<T>(a, t - 1, n, ub, nb, M);
         spread_forcing(F, t, n, ub, nb, M, &fb[0], &fb[BM], &fb[2 * BM]);
         HBV_LOAD_PARAMS(t, ub);
         // static parameters accumulate over the steps in gstat; a dynamic parameter's gradient of this step is
