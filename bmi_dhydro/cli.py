@@ -29,7 +29,11 @@ def _cmd_train(args) -> int:
     from .train import load_train_config, train
 
     cfg, base = load_train_config(args.config)
-    train(cfg, base, progress=not args.quiet)
+    if args.data:
+        from pathlib import Path
+
+        cfg.data.camels_root = str(Path(args.data).resolve())
+    train(cfg, base, progress=not args.quiet, resume=args.resume, out_dir=args.out)
     return 0
 
 
@@ -58,8 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_cmd_run)
 
     t = sub.add_parser("train", help="train a model from a YAML config")
-    t.add_argument("config")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("config", help="training config YAML (schema: bmi_dhydro/train.py)")
+    t.add_argument("--resume", action="store_true", help="continue from <output dir>/train_state.pt after an interruption")
+    t.add_argument("--data", help="CAMELS folder or CAMELS-style .nc file (overrides data.camels_root)")
+    t.add_argument("--out", help="output folder (overrides output.dir)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)
 
     n = sub.add_parser("ngen-config", help="write ngen per-catchment BMI configs and a realization for a hydrofabric")
@@ -94,7 +101,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
         print(f"dhydro {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -73,6 +73,8 @@ class ModelConfig(BaseModel):
     mlp_layers: int = Field(2, ge=1, le=6)
     attributes: list[str] = Field(default_factory=list)
     attribute_units: list[str] = Field(default_factory=list)
+    # attributes given to the network as log(x) (heavy-tailed ones such as area or slope); a subset of attributes
+    log_attributes: list[str] = Field(default_factory=list)
     forcings: list[str] = Field(default_factory=lambda: list(FORCING_NAMES))
     forcing_units: list[str] = Field(default_factory=lambda: list(FORCING_UNITS))
     pet_method: Literal["hamon", "hargreaves", "priestley_taylor", "input"] = "hamon"
@@ -97,6 +99,9 @@ class ModelConfig(BaseModel):
             raise ValueError(
                 f"attribute_units: expected {len(self.attributes)} units (one per attribute), got {len(self.attribute_units)}"
             )
+        bad = [a for a in self.log_attributes if a not in self.attributes]
+        if bad:
+            raise ValueError(f"log_attributes: expected names among attributes {self.attributes}, got {bad}")
         if list(self.forcings) != list(FORCING_NAMES):
             raise ValueError(f"forcings: expected {list(FORCING_NAMES)}, got {self.forcings}")
         return self
@@ -193,6 +198,7 @@ class DeltaModel(nn.Module):
                 lstm_hidden=config.lstm_hidden,
                 mlp_hidden=config.mlp_hidden,
                 mlp_layers=config.mlp_layers,
+                log_attributes=tuple(a in config.log_attributes for a in config.attributes),
             )
         self.provider = provider
         self.uh_len = physics.uh_length(config.dt_days) if config.routing else 0
@@ -227,7 +233,8 @@ class DeltaModel(nn.Module):
 
     def _dtype_device(self):
         for b in self.buffers():
-            return b.dtype, b.device
+            if b.is_floating_point():
+                return b.dtype, b.device
         return torch.float32, torch.device("cpu")
 
     # -- state -----------------------------------------------------------------------------------------------------

@@ -1,11 +1,24 @@
-"""Training and evaluation on CAMELS-layout data (``dhydro train CONFIG``).
+"""Training and evaluation on CAMELS data (``dhydro train CONFIG [--resume]``).
 
-Training draws random windows: ``warmup_days`` run without gradients (explicit spin-up, :meth:`DeltaModel.warmup`)
-followed by ``window_days`` with gradients, on a random batch of basins.  The loss is NSE*-batch (squared error
-normalised per basin by the standard deviation of its observed training-period flow; Kratzert et al. 2019) or an
-RMSE-combined loss.  Missing observations are masked.  The seed fixes every random draw.  After each epoch the
-model is run continuously over the validation period and its median NSE is logged (monitoring only: the last
-epoch's weights are kept, nothing is selected on the test period).
+Data: the CAMELS-US text layout (any product) or a CAMELS-style NetCDF (``data.camels_root``: a folder or a
+``.nc`` file), see :mod:`bmi_dhydro.datasets`.
+
+Minibatches: each iteration draws ``batch_basins`` training basins and for each a random window of the training
+period: ``warmup_days`` run without gradients (explicit spin-up, :meth:`DeltaModel.warmup`), then
+``window_days`` with gradients.  Loss: NSE*-batch (squared error normalised per basin by the standard deviation of
+its observed training-period flow; Kratzert et al. 2019) or an RMSE-combined loss; missing observations are
+masked.  The seed fixes every random draw (basin split, windows, initial weights).
+
+Validation (model selection and early stopping, never the test period): a seeded, HUC-02-stratified fraction of
+the training basins is held out of training (``validation.basin_fraction``) and simulated continuously over the
+validation period (``periods.validation``, default the training period) after each epoch; the epoch with the
+best median NSE there is kept.  With no held-out basins and no validation period the monitoring is in-sample and
+the last epoch is kept (as a warning says).
+
+Resumable: after every epoch the whole training state (weights, optimiser, random generator, history, best
+weights) is written atomically to ``<output.dir>/train_state.pt``; ``--resume`` continues from it and gives the
+same result as an uninterrupted run.  A CSV log (``history.csv``), a loss-curve PNG, the checkpoint of the
+selected epoch and its validation metrics are written to ``output.dir``.
 """
 
 from __future__ import annotations
@@ -13,7 +26,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import subprocess
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,12 +37,12 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from tqdm import tqdm
 
 from . import __version__
 from .checkpoint import save_checkpoint
-from .datasets import DEFAULT_ATTRIBUTES, attribute_tensor, bundled_camels_root, model_forcings, read_camels
+from .datasets import ATTRIBUTE_UNITS, DEFAULT_ATTRIBUTES, attribute_tensor, model_forcings, open_camels
 from .metrics import format_table, skill_table
 from .model import DeltaModel, ModelConfig
 
@@ -37,16 +52,30 @@ class _Strict(BaseModel):
 
 
 class DataSection(_Strict):
-    camels_root: str | None = None  # None: the bundled CAMELS subset
-    product: str = "nldas"
+    camels_root: str | None = None  # a CAMELS text-layout folder or a CAMELS-style .nc file; None: the bundled subset
+    product: str = "nldas"  # forcing product of the text layout (daymet, nldas, maurer, maurer_extended)
     basins: list[str] | None = None
+    basins_file: str | None = None  # a text file of gauge ids, one per line (instead of basins)
+    attributes_root: str | None = None  # folder holding camels_attributes_v2.0 (default: the bundled tables)
+
+    @model_validator(mode="after")
+    def _one_basin_list(self):
+        if self.basins is not None and self.basins_file is not None:
+            raise ValueError("data: give basins or basins_file, not both")
+        return self
 
 
 class PeriodSection(_Strict):
     train: tuple[str, str] = ("1995-10-01", "2005-09-30")
-    validation: tuple[str, str] | None = None  # None: the training period (in-sample monitoring)
-    test: tuple[str, str] = ("2005-10-01", "2013-09-30")
+    validation: tuple[str, str] | None = None  # None: the training period (on the held-out validation basins)
+    test: tuple[str, str] | None = None  # evaluated once at the end when given; never used for selection
     warmup_days: int = Field(365, ge=0)
+
+
+class ValidationSection(_Strict):
+    basin_fraction: float = Field(0.0, ge=0.0, lt=1.0)  # share of the basins held out of training
+    every_epochs: int = Field(1, ge=1)
+    patience: int | None = Field(None, ge=1)  # stop after this many validations without improvement
 
 
 class NetworkSection(_Strict):
@@ -58,6 +87,7 @@ class NetworkSection(_Strict):
     mlp_hidden: int = 128
     mlp_layers: int = 2
     attributes: list[str] = Field(default_factory=lambda: list(DEFAULT_ATTRIBUTES))
+    log_attributes: list[str] = Field(default_factory=list)
     pet_method: str = "hamon"
 
 
@@ -68,6 +98,8 @@ class OptimSection(_Strict):
     window_days: int = Field(365, ge=2)
     warmup_days: int = Field(365, ge=0)
     learning_rate: float = Field(3e-3, gt=0)
+    lr_schedule: str = Field("constant", pattern="^(constant|cosine)$")
+    lr_final_fraction: float = Field(0.1, gt=0, le=1)  # cosine: the last iteration's rate as a share of the first
     loss: str = Field("nse_batch", pattern="^(nse_batch|rmse_combined)$")
     grad_clip: float = 1.0
     seed: int = 0
@@ -83,6 +115,7 @@ class OutputSection(_Strict):
 class TrainConfig(_Strict):
     data: DataSection = Field(default_factory=DataSection)
     periods: PeriodSection = Field(default_factory=PeriodSection)
+    validation: ValidationSection = Field(default_factory=ValidationSection)
     model: NetworkSection = Field(default_factory=NetworkSection)
     training: OptimSection = Field(default_factory=OptimSection)
     output: OutputSection = Field(default_factory=OutputSection)
@@ -103,7 +136,7 @@ def load_train_config(path) -> tuple[TrainConfig, Path]:
 def _resolve(base: Path, p: str | None) -> Path | None:
     if p is None:
         return None
-    q = Path(p)
+    q = Path(p).expanduser()
     return q if q.is_absolute() else (base / q)
 
 
@@ -164,35 +197,101 @@ def _window_starts(valid_forc: np.ndarray, valid_obs: np.ndarray, lo: int, hi: i
     """Start indices s (of the warm-up) with forcing valid over [s, s+warm+win) inside [lo, hi] and observations in
     the target part."""
     total = warm + win
-    starts = []
-    for s in range(max(0, lo - warm), hi - total + 2):
-        e = s + total
-        if e > len(valid_forc):
-            break
-        if s + warm < lo:
-            continue
-        if valid_forc[s:e].all() and valid_obs[s + warm : e].sum() >= win // 4:
-            starts.append(s)
-    return np.asarray(starts, dtype=np.int64)
+    n = len(valid_forc)
+    s = np.arange(max(0, lo - warm), max(max(0, lo - warm), min(hi - total + 2, n - total + 1)))
+    s = s[s + warm >= lo]
+    if s.size == 0:
+        return s.astype(np.int64)
+    bad = np.concatenate([[0], np.cumsum(~np.asarray(valid_forc, dtype=bool))])
+    good = np.concatenate([[0], np.cumsum(np.asarray(valid_obs, dtype=bool))])
+    ok = (bad[s + total] - bad[s] == 0) & (good[s + total] - good[s + warm] >= win // 4)
+    return s[ok].astype(np.int64)
 
 
-def train(cfg: TrainConfig, base_dir: Path, progress: bool = True) -> dict:
-    """Train a model; writes the checkpoint, a metrics CSV, a loss curve and hydrographs.  Returns a summary."""
+def split_basins(basins, hucs, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded, HUC-02-stratified split of basin indices into (training, validation)."""
+    if fraction <= 0:
+        return list(range(len(basins))), []
+    rng = np.random.default_rng(seed + 7919)
+    val = []
+    groups: dict[str, list[int]] = {}
+    for i, h in enumerate(hucs):
+        groups.setdefault(str(h), []).append(i)
+    for h in sorted(groups):
+        idx = groups[h]
+        k = int(round(fraction * len(idx)))
+        val += [idx[j] for j in rng.permutation(len(idx))[:k]]
+    val = sorted(val)
+    train = [i for i in range(len(basins)) if i not in set(val)]
+    if not train:
+        raise ValueError(f"validation.basin_fraction: {fraction} leaves no training basin")
+    return train, val
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _learning_rate(opt, iteration: int, total: int) -> float:
+    if opt.lr_schedule == "constant" or total <= 1:
+        return opt.learning_rate
+    frac = iteration / (total - 1)
+    lo = opt.learning_rate * opt.lr_final_fraction
+    return lo + 0.5 * (opt.learning_rate - lo) * (1.0 + math.cos(math.pi * frac))
+
+
+def _median(rows, key="nse"):
+    vals = [r[key] for r in rows if np.isfinite(r[key])]
+    return float(np.median(vals)) if vals else float("nan")
+
+
+def load_training_data(cfg: TrainConfig, base_dir: Path):
+    """The Dataset for a training config (basins, attributes and the span of all its periods)."""
+    root = _resolve(base_dir, cfg.data.camels_root)
+    basins = cfg.data.basins
+    if cfg.data.basins_file is not None:
+        bf = _resolve(base_dir, cfg.data.basins_file)
+        if not bf.is_file():
+            raise FileNotFoundError(f"data.basins_file: file not found: {bf}")
+        basins = [ln.split()[0] for ln in bf.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    periods = [cfg.periods.train] + [p for p in (cfg.periods.validation, cfg.periods.test) if p is not None]
+    warm = max(cfg.periods.warmup_days, cfg.training.warmup_days)
+    start = min(pd.Timestamp(p[0]) for p in periods) - pd.Timedelta(days=warm)
+    end = max(pd.Timestamp(p[1]) for p in periods)
+    return open_camels(root, basins, cfg.data.product, cfg.model.attributes, start=start, end=end,
+                       attributes_root=_resolve(base_dir, cfg.data.attributes_root))
+
+
+def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool = False, out_dir=None) -> dict:
+    """Train a model; writes the checkpoint, a CSV log, a loss curve and validation metrics.  Returns a summary."""
     opt = cfg.training
     torch.manual_seed(opt.seed)
     rng = np.random.default_rng(opt.seed)
     if opt.threads:
         torch.set_num_threads(opt.threads)
-    root = _resolve(base_dir, cfg.data.camels_root) or bundled_camels_root()
-    outdir = _resolve(base_dir, cfg.output.dir)
+    outdir = Path(out_dir) if out_dir is not None else _resolve(base_dir, cfg.output.dir)
     outdir.mkdir(parents=True, exist_ok=True)
-    ds = read_camels(root, cfg.data.basins, cfg.data.product, cfg.model.attributes)
-    basins = list(ds.basin.values)
+    state_path = outdir / "train_state.pt"
+    config_dump = cfg.model_dump(mode="json")
+    if not resume and state_path.exists():
+        raise FileExistsError(f"training: {state_path} exists from an earlier run; use --resume to continue it, "
+                              f"or choose another output.dir")
+    ds = load_training_data(cfg, base_dir)
+    basins = [str(b) for b in ds.basin.values]
+    train_idx, val_idx = split_basins(basins, ds["huc_02"].values, cfg.validation.basin_fraction, opt.seed)
 
     # training arrays over the train period plus its warm-up
     tr0 = pd.Timestamp(cfg.periods.train[0])
     tr1 = pd.Timestamp(cfg.periods.train[1])
-    full = ds.sel(time=slice(tr0 - pd.Timedelta(days=opt.warmup_days), tr1))
+    full = ds.isel(basin=train_idx).sel(time=slice(tr0 - pd.Timedelta(days=opt.warmup_days), tr1))
     forc = model_forcings(full, cfg.model.pet_method, dtype=torch.float64)
     obs = torch.as_tensor(full["qobs"].transpose("time", "basin").to_numpy())
     attrs = attribute_tensor(full, cfg.model.attributes, dtype=torch.float64)
@@ -200,36 +299,73 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True) -> dict:
     hi = full.sizes["time"] - 1
     valid_forc = torch.isfinite(forc).all(-1).numpy()
     valid_obs = torch.isfinite(obs).numpy()
-    starts = {b: _window_starts(valid_forc[:, b], valid_obs[:, b], lo, hi, opt.warmup_days, opt.window_days) for b in range(len(basins))}
-    trainable = [b for b in range(len(basins)) if len(starts[b])]
+    starts = {b: _window_starts(valid_forc[:, b], valid_obs[:, b], lo, hi, opt.warmup_days, opt.window_days) for b in range(len(train_idx))}
+    trainable = [b for b in range(len(train_idx)) if len(starts[b])]
     if not trainable:
         raise ValueError("training: no basin has a complete warm-up + window with observations in the training period")
 
-    # normalisation statistics from the training data (train period only)
     mcfg = ModelConfig(
         variant=cfg.model.variant, nmul=cfg.model.nmul, dt_days=1.0, dynamic_params=cfg.model.dynamic_params,
         routing=cfg.model.routing, lstm_hidden=cfg.model.lstm_hidden, mlp_hidden=cfg.model.mlp_hidden,
         mlp_layers=cfg.model.mlp_layers, attributes=list(cfg.model.attributes),
-        attribute_units=[DEFAULT_ATTRIBUTES.get(a, "") for a in cfg.model.attributes], pet_method=cfg.model.pet_method,
+        attribute_units=[ATTRIBUTE_UNITS.get(a, "") for a in cfg.model.attributes],
+        log_attributes=list(cfg.model.log_attributes), pet_method=cfg.model.pet_method,
     )
     model = DeltaModel(mcfg)
+    # normalisation statistics from the training basins over the training period only
     tr_forc = forc[lo:].reshape(-1, 3)
     tr_forc = tr_forc[torch.isfinite(tr_forc).all(-1)]
-    model.provider.set_normalization(attrs.mean(0), attrs.std(0).clamp(min=1e-6), tr_forc.mean(0), tr_forc.std(0).clamp(min=1e-6))
+    t_attrs = model.provider.transform_attributes(attrs.float()).double()
+    model.provider.set_normalization(t_attrs.mean(0), t_attrs.std(0).clamp(min=1e-6), tr_forc.mean(0), tr_forc.std(0).clamp(min=1e-6))
     # per-basin std of observed flow for NSE*
-    obs_tr = obs[lo:]
-    q_std = torch.tensor([float(np.nanstd(obs_tr[:, b].numpy())) if np.isfinite(obs_tr[:, b].numpy()).any() else 1.0 for b in range(len(basins))])
+    obs_tr = obs[lo:].numpy()
+    q_std = torch.tensor([float(np.nanstd(obs_tr[:, b])) if np.isfinite(obs_tr[:, b]).any() else 1.0 for b in range(len(train_idx))])
 
     optim = torch.optim.Adam(model.parameters(), lr=opt.learning_rate)
     forc32, obs32, attrs32 = forc.float(), obs.float(), attrs.float()
-    history = []
+    total_its = opt.epochs * opt.iterations_per_epoch
+    history: list[dict] = []
+    best = {"epoch": 0, "score": -math.inf, "state_dict": None}
+    since_best = 0
+    first_epoch = 1
+    wall_before = 0.0
+    if resume:
+        if not state_path.exists():
+            raise FileNotFoundError(f"training --resume: no training state at {state_path}")
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        if st.get("config") != json.dumps(config_dump, sort_keys=True):
+            raise ValueError(f"training --resume: {state_path} was written by a different config; resume with the same config")
+        model.load_state_dict(st["model"])
+        optim.load_state_dict(st["optimizer"])
+        rng.bit_generator.state = json.loads(st["rng"])
+        torch.set_rng_state(st["torch_rng"])
+        history = json.loads(st["history"])
+        best = {"epoch": st["best_epoch"], "score": st["best_score"], "state_dict": st["best_state"] or None}
+        since_best = st["since_best"]
+        first_epoch = st["epoch"] + 1
+        wall_before = st["wall_time_s"]
+        if progress:
+            print(f"resuming after epoch {st['epoch']} from {state_path}")
+
     val_period = cfg.periods.validation or cfg.periods.train
+    in_sample = not val_idx
+    val_ds = ds.isel(basin=val_idx) if val_idx else ds.isel(basin=train_idx)
+    if in_sample and cfg.periods.validation is None and progress:
+        print("warning: no held-out validation basins and no validation period: monitoring is in-sample, the last epoch is kept")
+    select = not (in_sample and cfg.periods.validation is None)
     t_start = time.time()
-    bar = tqdm(total=opt.epochs * opt.iterations_per_epoch, desc="training", unit="it", disable=not progress)
-    for epoch in range(1, opt.epochs + 1):
+    done_epochs = first_epoch - 1
+    stopped_early = False
+    bar = tqdm(total=total_its, initial=done_epochs * opt.iterations_per_epoch, desc="training", unit="it",
+               disable=not progress, dynamic_ncols=True)
+    for epoch in range(first_epoch, opt.epochs + 1):
         model.train()
         losses = []
-        for _ in range(opt.iterations_per_epoch):
+        t_ep = time.time()
+        for k in range(opt.iterations_per_epoch):
+            it = (epoch - 1) * opt.iterations_per_epoch + k
+            for g in optim.param_groups:
+                g["lr"] = _learning_rate(opt, it, total_its)
             batch = rng.choice(trainable, size=min(opt.batch_basins, len(trainable)), replace=len(trainable) < opt.batch_basins)
             s = np.array([starts[b][rng.integers(len(starts[b]))] for b in batch])
             idx = s[None, :] + np.arange(opt.warmup_days + opt.window_days)[:, None]
@@ -242,52 +378,100 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True) -> dict:
             state = model.warmup(state, f[: opt.warmup_days], model.prepare(a.detach()))
             _, out = model.unroll(state, f[opt.warmup_days :], prep, outputs=("runoff",))
             loss = _loss(out["runoff"], y, q_std[bt].float(), opt.loss)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training: loss is {float(loss)} at epoch {epoch}, iteration {k + 1}")
             optim.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
             optim.step()
             losses.append(float(loss))
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.4f}")
-        model.eval()
-        rows, *_ = evaluate(model, ds, val_period, cfg.periods.warmup_days)
-        vnse = float(np.nanmedian([r["nse"] for r in rows]))
-        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_median_nse": vnse})
-        bar.write(f"epoch {epoch:3d}  loss {np.mean(losses):.4f}  validation median NSE {vnse:.3f}")
+            bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.4f}", best=f"{best['score']:.3f}")
+        ep_wall = time.time() - t_ep
+        row = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": optim.param_groups[0]["lr"],
+               "it_per_s": opt.iterations_per_epoch / ep_wall, "val_median_nse": float("nan"), "val_median_kge": float("nan")}
+        if epoch % cfg.validation.every_epochs == 0 or epoch == opt.epochs:
+            model.eval()
+            rows, *_ = evaluate(model, val_ds, val_period, cfg.periods.warmup_days)
+            row["val_median_nse"], row["val_median_kge"] = _median(rows, "nse"), _median(rows, "kge")
+            if not select or row["val_median_nse"] > best["score"]:
+                best = {"epoch": epoch, "score": row["val_median_nse"],
+                        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                since_best = 0
+            else:
+                since_best += 1
+            bar.write(f"epoch {epoch:3d}  loss {row['loss']:.4f}  validation median NSE {row['val_median_nse']:.3f}"
+                      f"  (best {best['score']:.3f} at epoch {best['epoch']})  {row['it_per_s']:.2f} it/s")
+        history.append(row)
+        done_epochs = epoch
+        if cfg.validation.patience is not None and since_best >= cfg.validation.patience and select:
+            stopped_early = True
+        _atomic_torch_save({
+            "config": json.dumps(config_dump, sort_keys=True), "epoch": epoch, "model": model.state_dict(),
+            "optimizer": optim.state_dict(), "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
+            "history": json.dumps(history), "best_epoch": best["epoch"], "best_score": best["score"],
+            "best_state": best["state_dict"] or {}, "since_best": since_best,
+            "wall_time_s": wall_before + time.time() - t_start,
+        }, state_path)
+        write_history_csv(outdir / "history.csv", history)
+        if cfg.output.plots:
+            loss_curve_png(outdir / "loss.png", history)
+        if stopped_early:
+            bar.write(f"early stop: no validation improvement for {cfg.validation.patience} validations")
+            break
     bar.close()
-    wall = time.time() - t_start
+    wall = wall_before + time.time() - t_start
 
-    rows_test, sim, qobs, times = evaluate(model, ds, cfg.periods.test, cfg.periods.warmup_days)
-    rows_train, *_ = evaluate(model, ds, cfg.periods.train, cfg.periods.warmup_days)
-    summary_metrics = {
-        "test": rows_test,
-        "train": rows_train,
-        "test_median_nse": float(np.nanmedian([r["nse"] for r in rows_test])) if any(np.isfinite(r["nse"]) for r in rows_test) else None,
-        "test_median_kge": float(np.nanmedian([r["kge"] for r in rows_test])) if any(np.isfinite(r["kge"]) for r in rows_test) else None,
-    }
+    if best["state_dict"] is not None:
+        model.load_state_dict(best["state_dict"])
+    model.eval()
+    val_rows, *_ = evaluate(model, val_ds, val_period, cfg.periods.warmup_days)
+    write_metrics_csv(outdir / "metrics_validation.csv", val_rows)
+    summary_metrics = {"validation": val_rows, "validation_median_nse": _median(val_rows, "nse"),
+                       "validation_median_kge": _median(val_rows, "kge"),
+                       "validation_kind": "in-sample" if in_sample and cfg.periods.validation is None else
+                       ("held-out basins" if val_idx else "held-out period")}
+    rows_test = None
+    if cfg.periods.test is not None:
+        rows_test, sim, qobs, times = evaluate(model, ds, cfg.periods.test, cfg.periods.warmup_days)
+        write_metrics_csv(outdir / "metrics_test.csv", rows_test)
+        summary_metrics.update(test=rows_test, test_median_nse=_median(rows_test, "nse"), test_median_kge=_median(rows_test, "kge"))
+    its = sum(h["it_per_s"] ** -1 * opt.iterations_per_epoch for h in history)
     provenance = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "code_version": _git_version(),
-        "data": {"source": f"CAMELS-US {cfg.data.product} (Newman et al. 2015; Addor et al. 2017)", "basins": basins},
-        "periods": {"train": list(cfg.periods.train), "test": list(cfg.periods.test), "warmup_days": cfg.periods.warmup_days},
+        "data": {"source": f"CAMELS-US {ds.attrs.get('product', cfg.data.product)} (Newman et al. 2015; Addor et al. 2017)",
+                 "product": ds.attrs.get("product", cfg.data.product), "basins": basins,
+                 "train_basins": [basins[i] for i in train_idx], "validation_basins": [basins[i] for i in val_idx]},
+        "periods": {"train": list(cfg.periods.train), "validation": list(val_period),
+                    "test": list(cfg.periods.test) if cfg.periods.test else None, "warmup_days": cfg.periods.warmup_days},
         "training": cfg.training.model_dump(),
+        "train_config": config_dump,
+        "selected_epoch": best["epoch"],
+        "epochs_run": done_epochs,
         "history": history,
         "metrics": summary_metrics,
         "wall_time_s": round(wall, 1),
+        "seconds_per_iteration": round(its / max(1, done_epochs * opt.iterations_per_epoch), 4),
         "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(),
     }
     ck = save_checkpoint(model, outdir / cfg.output.checkpoint, provenance)
-    write_metrics_csv(outdir / "metrics_test.csv", rows_test)
-    write_metrics_csv(outdir / "metrics_train.csv", rows_train)
     (outdir / "history.json").write_text(json.dumps(history, indent=1))
     if cfg.output.plots:
         loss_curve_png(outdir / "loss.png", history)
-        for i, b in enumerate(basins):
-            if np.isfinite(qobs[i]).any() and np.isfinite(sim[i]).any():
-                hydrograph_png(outdir / f"hydrograph_{b}.png", times, sim[i], qobs[i],
-                               f"{b} test period {cfg.periods.test[0]}..{cfg.periods.test[1]}  NSE {rows_test[i]['nse']:.2f}")
-    print(format_table(rows_test))
-    return {"checkpoint": str(ck), "wall_time_s": wall, "metrics": summary_metrics, "history": history}
+        if rows_test is not None and len(basins) <= 30:
+            for i, b in enumerate(basins):
+                if np.isfinite(qobs[i]).any() and np.isfinite(sim[i]).any():
+                    hydrograph_png(outdir / f"hydrograph_{b}.png", times, sim[i], qobs[i],
+                                   f"{b} test period {cfg.periods.test[0]}..{cfg.periods.test[1]}  NSE {rows_test[i]['nse']:.2f}")
+    if progress:
+        print(f"selected epoch {best['epoch']} (validation median NSE {summary_metrics['validation_median_nse']:.3f}, "
+              f"{summary_metrics['validation_kind']}); wrote {ck}")
+        if rows_test is not None and len(rows_test) <= 30:
+            print(format_table(rows_test))
+    return {"checkpoint": str(ck), "wall_time_s": wall, "metrics": summary_metrics, "history": history,
+            "selected_epoch": best["epoch"]}
 
 
 def _loss(sim, obs, q_std, kind):
@@ -311,6 +495,17 @@ def write_metrics_csv(path, rows):
             w.writerow({k: (f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else v) for k, v in r.items()})
 
 
+def write_history_csv(path, history):
+    keys = ["epoch", "loss", "lr", "it_per_s", "val_median_nse", "val_median_kge"]
+    tmp = Path(str(path) + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for h in history:
+            w.writerow({k: (f"{h[k]:.6g}" if isinstance(h[k], float) else h[k]) for k in keys})
+    os.replace(tmp, path)
+
+
 def loss_curve_png(path, history):
     import matplotlib
 
@@ -323,7 +518,8 @@ def loss_curve_png(path, history):
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax2 = ax.twinx()
-    ax2.plot(ep, [h["val_median_nse"] for h in history], "s--", color="tab:green", label="validation median NSE")
+    vh = [h for h in history if np.isfinite(h["val_median_nse"])]
+    ax2.plot([h["epoch"] for h in vh], [h["val_median_nse"] for h in vh], "s--", color="tab:green", label="validation median NSE")
     ax2.set_ylabel("median NSE")
     fig.legend(loc="upper center", ncol=2, fontsize=8)
     fig.tight_layout()

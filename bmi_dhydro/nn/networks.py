@@ -64,6 +64,7 @@ class NeuralParameters(nn.Module):
         lstm_hidden: int = 64,
         mlp_hidden: int = 128,
         mlp_layers: int = 2,
+        log_attributes: tuple[bool, ...] | None = None,
     ):
         super().__init__()
         unknown = [d for d in dynamic if d not in param_names]
@@ -87,6 +88,12 @@ class NeuralParameters(nn.Module):
         self.lstm = nn.LSTM(n_forcings + n_attributes, lstm_hidden) if self.dynamic else None
         self.lstm_head = nn.Linear(lstm_hidden, len(self.dynamic) * nmul) if self.dynamic else None
 
+        # attributes taken as log(x) before normalisation (skewed ones: area, slope ...); from the model config, so
+        # not stored in the state dict
+        mask = torch.zeros(n_attributes, dtype=torch.bool)
+        if log_attributes is not None:
+            mask[:] = torch.as_tensor(list(log_attributes), dtype=torch.bool)
+        self.register_buffer("attr_log", mask, persistent=False)
         self.register_buffer("attr_mean", torch.zeros(n_attributes))
         self.register_buffer("attr_std", torch.ones(n_attributes))
         self.register_buffer("forc_mean", torch.zeros(n_forcings))
@@ -97,8 +104,14 @@ class NeuralParameters(nn.Module):
         for name, value in (("attr_mean", attr_mean), ("attr_std", attr_std), ("forc_mean", forc_mean), ("forc_std", forc_std)):
             getattr(self, name).copy_(torch.as_tensor(value, dtype=getattr(self, name).dtype))
 
+    def transform_attributes(self, attrs: torch.Tensor) -> torch.Tensor:
+        """Physical attributes → the network's input scale before normalisation (log where configured)."""
+        if not bool(self.attr_log.any()):
+            return attrs
+        return torch.where(self.attr_log, torch.log(attrs.clamp(min=1e-6)), attrs)
+
     def normalize_attributes(self, attrs: torch.Tensor) -> torch.Tensor:
-        return (attrs - self.attr_mean) / self.attr_std
+        return (self.transform_attributes(attrs) - self.attr_mean) / self.attr_std
 
     def normalize_forcings(self, forc: torch.Tensor) -> torch.Tensor:
         return (forc - self.forc_mean) / self.forc_std
