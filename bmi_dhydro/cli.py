@@ -21,7 +21,8 @@ def _cmd_run(args) -> int:
     from .runjob import DEFAULT_PERIOD, run_camels
 
     period = (args.start or DEFAULT_PERIOD[0], args.end or DEFAULT_PERIOD[1])
-    run_camels(args.checkpoint, args.camels_root, args.basins, period, args.warmup_days, args.out or "dhydro_out")
+    run_camels(args.checkpoint, args.camels_root, args.basins, period, args.warmup_days, args.out or "dhydro_out",
+               progress=not args.quiet, forcing=args.forcing)
     return 0
 
 
@@ -34,6 +35,17 @@ def _cmd_train(args) -> int:
 
         cfg.data.camels_root = str(Path(args.data).resolve())
     train(cfg, base, progress=not args.quiet, resume=args.resume, out_dir=args.out)
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_checkpoint
+
+    basins = args.basins
+    if args.basins_file:
+        basins = [ln.split()[0] for ln in open(args.basins_file).read().splitlines() if ln.strip() and not ln.startswith("#")]
+    evaluate_checkpoint(args.checkpoint, args.data, basins, (args.start, args.end), args.warmup_days, args.forcing,
+                        args.out, progress=not args.quiet)
     return 0
 
 
@@ -52,11 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the main job (bundled model and data when no coupling spec is given)")
     r.add_argument("coupling", nargs="?", help="coupling spec YAML (optional)")
     r.add_argument("--checkpoint", help="model checkpoint (default: the bundled model)")
-    r.add_argument("--camels-root", help="CAMELS-layout data folder (default: the bundled subset)")
+    r.add_argument("--camels-root", help="CAMELS v1.2 folder or CAMELS-style .nc file (default: the bundled subset)")
+    r.add_argument("--forcing", choices=["daymet", "nldas", "maurer", "maurer_extended"],
+                   help="forcing product (default: the one the checkpoint was trained on)")
     r.add_argument("--basins", nargs="+", help="basin ids (default: all bundled)")
-    r.add_argument("--start", help="first day (default 2005-10-01)")
-    r.add_argument("--end", help="last day (default 2013-09-30)")
-    r.add_argument("--warmup-days", type=int, default=365)
+    r.add_argument("--start", help="first day (default 1995-10-01)")
+    r.add_argument("--end", help="last day (default 2010-09-30)")
+    r.add_argument("--warmup-days", type=int, default=365, help="spin-up days before --start (default 365)")
     r.add_argument("--out", help="output folder (default dhydro_out)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_run)
@@ -68,6 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="output folder (overrides output.dir)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="skill of a checkpoint over many CAMELS basins (table, CSV, NSE plot)")
+    e.add_argument("--checkpoint", help="model checkpoint (default: the bundled model)")
+    e.add_argument("--data", help="CAMELS folder or CAMELS-style .nc file (default: the bundled subset)")
+    e.add_argument("--forcing", help="forcing product (default: the one the checkpoint was trained on)")
+    e.add_argument("--basins", nargs="+", help="basin ids (default: all in the data)")
+    e.add_argument("--basins-file", help="text file of basin ids, one per line")
+    e.add_argument("--start", default="1995-10-01", help="first day (default 1995-10-01)")
+    e.add_argument("--end", default="2010-09-30", help="last day (default 2010-09-30)")
+    e.add_argument("--warmup-days", type=int, default=365, help="spin-up days before --start (default 365)")
+    e.add_argument("--out", default="dhydro_eval", help="output folder (default dhydro_eval)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=_cmd_evaluate)
 
     n = sub.add_parser("ngen-config", help="write ngen per-catchment BMI configs and a realization for a hydrofabric")
     n.add_argument("hydrofabric", help="GeoPackage or GeoJSON with the divides")

@@ -149,8 +149,12 @@ def read_attributes(root, basins, names=None) -> pd.DataFrame:
     return table.loc[list(basins)]
 
 
-def read_camels(root=None, basins=None, product: str = "nldas", attributes=None, start=None, end=None) -> xr.Dataset:
-    """Read CAMELS-US basins into one Dataset (dims basin, time); the time axis is the union, gaps are NaN."""
+def read_camels(root=None, basins=None, product: str = "nldas", attributes=None, start=None, end=None,
+                attributes_root=None) -> xr.Dataset:
+    """Read CAMELS-US basins into one Dataset (dims basin, time); the time axis is the union, gaps are NaN.
+
+    Attributes come from ``attributes_root``, else ``root/camels_attributes_v2.0`` when present, else the bundled
+    tables (all 671 basins)."""
     root = Path(root) if root is not None else bundled_camels_root()
     if product not in _PRODUCT_FILE:
         raise ValueError(f"product: expected one of {sorted(_PRODUCT_FILE)}, got {product!r}")
@@ -177,7 +181,9 @@ def read_camels(root=None, basins=None, product: str = "nldas", attributes=None,
     for var in FORCING_VARS:
         data[var] = np.stack([forc[b][var].reindex(index).to_numpy() for b in basins])
     qobs = np.stack([flows[b].reindex(index).to_numpy() for b in basins])
-    return _assemble(root, basins, index, data, qobs, np.array([headers[b]["lat"] for b in basins]),
+    if attributes_root is None:
+        attributes_root = root if (root / "camels_attributes_v2.0").is_dir() else bundled_camels_root()
+    return _assemble(attributes_root, basins, index, data, qobs, np.array([headers[b]["lat"] for b in basins]),
                      np.array([headers[b]["area_m2"] / 1e6 for b in basins]), [hucs[b] for b in basins], attributes, product,
                      source=str(root))
 
@@ -249,7 +255,7 @@ def open_camels(source=None, basins=None, product: str = "nldas", attributes=Non
         if product and ds.attrs["product"] not in (product, "unknown"):
             raise ValueError(f"forcing product: expected {product!r}, but {source} holds {ds.attrs['product']!r} forcing")
         return ds
-    return read_camels(source, basins, product, attributes, start, end)
+    return read_camels(source, basins, product, attributes, start, end, attributes_root)
 
 
 def model_forcings(ds: xr.Dataset, pet_method: str = "hamon", dtype=torch.float32) -> torch.Tensor:

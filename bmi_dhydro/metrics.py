@@ -39,12 +39,45 @@ def pbias(sim, obs) -> float:
     return float(100.0 * (s.sum() - o.sum()) / o.sum())
 
 
-def skill_table(sim: np.ndarray, obs: np.ndarray, names) -> list[dict]:
-    """Rows {basin, nse, kge, pbias, n_obs} for (basin, time) arrays."""
+def fhv(sim, obs, h: float = 0.02) -> float:
+    """Percent bias of the high-flow segment of the flow-duration curve (the top ``h`` of flows; Yilmaz et al.
+    2008, eq. A1): 100·Σ(sim_i − obs_i)/Σobs_i over the highest 2 % of each series, both sorted."""
+    s, o = _valid(sim, obs)
+    n = int(np.ceil(h * o.size))
+    if n < 1:
+        return float("nan")
+    so, oo = np.sort(s)[::-1][:n], np.sort(o)[::-1][:n]
+    if oo.sum() == 0:
+        return float("nan")
+    return float(100.0 * (so - oo).sum() / oo.sum())
+
+
+def flv(sim, obs, l: float = 0.3, floor: float = 1e-6) -> float:  # noqa: E741
+    """Percent bias of the low-flow segment of the flow-duration curve (the lowest ``l`` of flows; Yilmaz et al.
+    2008, eq. A4), in log space relative to each segment's minimum; flows below ``floor`` are set to it."""
+    s, o = _valid(sim, obs)
+    if o.size < 2:
+        return float("nan")
+    s = np.maximum(s, floor)
+    o = np.maximum(o, floor)
+    n = max(1, int(np.ceil(l * o.size)))
+    sl, ol = np.log(np.sort(s)[:n]), np.log(np.sort(o)[:n])
+    qs = (sl - sl.min()).sum()
+    qo = (ol - ol.min()).sum()
+    if qo == 0:
+        return float("nan")
+    return float(-100.0 * (qs - qo) / qo)
+
+
+def skill_table(sim: np.ndarray, obs: np.ndarray, names, extended: bool = False) -> list[dict]:
+    """Rows {basin, nse, kge, pbias, n_obs} for (basin, time) arrays; with ``extended`` also fhv and flv."""
     rows = []
     for i, name in enumerate(names):
         s, o = sim[i], obs[i]
-        rows.append({"basin": str(name), "nse": nse(s, o), "kge": kge(s, o), "pbias": pbias(s, o), "n_obs": int(np.isfinite(o).sum())})
+        row = {"basin": str(name), "nse": nse(s, o), "kge": kge(s, o), "pbias": pbias(s, o), "n_obs": int(np.isfinite(o).sum())}
+        if extended:
+            row.update(fhv=fhv(s, o), flv=flv(s, o))
+        rows.append(row)
     return rows
 
 

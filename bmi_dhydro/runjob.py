@@ -1,8 +1,9 @@
 """The main job without a coupling spec: the bundled (or a named) model over CAMELS-layout basins.
 
-``dhydro run`` with no arguments runs the bundled model over the bundled basins for the test period
-2005-10-01..2013-09-30 (after a 365-day warm-up), writes a CF NetCDF of streamflow, ET, SWE and the stores and
-a hydrograph PNG, and prints the skill table.
+``dhydro run`` with no arguments runs the bundled model over the bundled basins (the Daymet subset) for the
+δHBV test period 1995-10-01..2010-09-30 (after a 365-day warm-up), writes a CF NetCDF of streamflow, ET, SWE and
+the stores and a hydrograph PNG, and prints the skill table.  ``--camels-root`` takes any CAMELS v1.2 folder (or a
+CAMELS-style NetCDF); the forcing product defaults to the one the checkpoint was trained on (``--forcing``).
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ import numpy as np
 import pandas as pd
 
 from .checkpoint import load_checkpoint
-from .datasets import read_camels
+from .datasets import open_camels
 from .metrics import format_table, skill_table
 from .output import timeseries_dataset, write_netcdf
 from .train import hydrograph_png, write_metrics_csv
 
-DEFAULT_PERIOD = ("2005-10-01", "2013-09-30")
+DEFAULT_PERIOD = ("1995-10-01", "2010-09-30")
+#: the daily temperature range reaches models that use it (Hargreaves PET); filled in with the BMI's tmax/tmin inputs
+TEMPERATURE_RANGE_CONNECTIONS: list = []
 
 
-def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PERIOD, warmup_days=365, out="dhydro_out", progress=True):
+def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PERIOD, warmup_days=365, out="dhydro_out",
+               progress=True, forcing=None):
     """The main job, driven the way users run the model: CAMELS forcing component -> coupler -> BmiDeltaModel."""
     import pandas as pd
     import xarray as xr
@@ -30,8 +34,11 @@ def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PE
     from coupler.run import run_serial
     from coupler.spec import load_spec
 
+    from .evaluate import checkpoint_product
+
     model, payload = load_checkpoint(checkpoint)
-    ds = read_camels(camels_root, basins, attributes=model.config.attributes)
+    product = forcing or checkpoint_product(payload)
+    ds = open_camels(camels_root, basins, product, model.config.attributes)
     t0 = pd.Timestamp(period[0]) - pd.Timedelta(days=warmup_days)
     t1 = pd.Timestamp(period[1])
     window = ds["prcp"].sel(time=slice(t0, t1))
@@ -50,7 +57,7 @@ def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PE
     table = {"id": ids, "area_km2": ds["area_km2"].values, "lat": ds["lat"].values, "lon": ds["lon"].values}
     table.update({a: ds[a].values for a in model.config.attributes})
     pd.DataFrame(table).to_csv(work / "units.csv", index=False)
-    forcing_cfg = {"camels": {"basins": ids, "product": "nldas", "start": str(t0.date()), "end": str((t1 + pd.Timedelta(days=1)).date())}}
+    forcing_cfg = {"camels": {"basins": ids, "product": product, "start": str(t0.date()), "end": str((t1 + pd.Timedelta(days=1)).date())}}
     if camels_root:
         forcing_cfg["camels"]["root"] = str(Path(camels_root).resolve())
     (work / "forcing.yaml").write_text(yaml.safe_dump(forcing_cfg))
@@ -69,7 +76,8 @@ def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PE
         "connections": [
             {"source": "forcing.atmosphere_water__liquid_equivalent_precipitation_rate",
              "destination": "hydro.atmosphere_water__liquid_equivalent_precipitation_rate"},
-            {"source": "forcing.land_surface_air__temperature", "destination": "hydro.land_surface_air__temperature"}],
+            {"source": "forcing.land_surface_air__temperature", "destination": "hydro.land_surface_air__temperature"},
+            *TEMPERATURE_RANGE_CONNECTIONS],
         "outputs": {"path": "coupled_raw.nc", "component": "hydro", "variables": list(variables.values()), "plots": False,
                     "flush_every": 365},
     }
@@ -91,7 +99,7 @@ def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PE
     obs = ds["qobs"].sel(time=slice(*period)).transpose("basin", "time").to_numpy()
     cf = timeseries_dataset(
         times, ids, {k: res[k] for k in keep_vars}, ds["lat"].to_numpy(), ds["lon"].to_numpy(), area,
-        attrs={"title": "bmi-dhydro run on CAMELS-US basins (CAMELS forcing -> coupler -> BmiDeltaModel)",
+        attrs={"title": f"bmi-dhydro run on CAMELS-US basins (CAMELS {product} forcing -> coupler -> BmiDeltaModel)",
                "checkpoint": str(checkpoint or "bundled default"), "period": f"{period[0]}..{period[1]}",
                "warmup_days": warmup_days},
     )

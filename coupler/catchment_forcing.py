@@ -10,7 +10,8 @@ Outputs, one value per catchment on an unstructured grid of points (ordered as `
 ``land_surface_air__temperature`` (K), ``land_surface_radiation~incoming~shortwave__energy_flux`` (W m-2),
 ``land_surface_air__pressure`` (Pa) and ``atmosphere_air_water~vapor__relative_saturation`` (kg kg-1).
 The value at the current time is the forcing of the interval that starts there.  Time 0 is the first record
-(``time_origin`` gives its date); stepping past the last record is an error.
+(``time_origin`` gives its date).  The end time is the end of the last record's interval: there the outputs are
+NaN (no forcing; a model step fed from them fails loudly), and stepping further is an error.
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ class _Config(BaseModel):
 
 def _read_camels(c: _Camels, base: Path):
     """Daily CAMELS basin forcing as BMI inputs: prcp/86400 mm s-1, mean of tmax/tmin + 273.15 K, srad W m-2."""
-    from bmi_dhydro.datasets import read_camels
+    from bmi_dhydro.datasets import open_camels
 
     root = None if c.root is None else (Path(c.root) if Path(c.root).is_absolute() else base / c.root)
-    ds = read_camels(root, c.basins, c.product, attributes=[], start=c.start, end=c.end)
+    ds = open_camels(root, c.basins, c.product, attributes=[], start=c.start, end=c.end)
     tr = lambda v: ds[v].transpose("time", "basin").to_numpy()  # noqa: E731
     data = {PRECIP: tr("prcp") / 86400.0, TEMP: 0.5 * (tr("tmax") + tr("tmin")) + 273.15, SHORTWAVE: tr("srad")}
     return ds["time"].to_index(), [str(b) for b in ds.basin.values], data, ds["lat"].to_numpy(), ds["lon"].to_numpy()
@@ -108,9 +109,13 @@ class CatchmentForcingBmi(Bmi):
         self.lat = np.zeros(len(ids)) if lat is None else np.asarray(lat, dtype="float64")
 
     def update(self) -> None:
-        if self.index + 1 >= len(self.times):
+        if self.index + 1 > len(self.times):
             raise ValueError(f"catchment forcing: no data after {self.times[-1]} (asked for one more step)")
         self.index += 1
+        if self.index == len(self.times):  # the end of the last record's interval: no forcing is served from here
+            for k in self.outputs:
+                self.buf[k][:] = np.nan
+            return
         for k in self.outputs:
             self.buf[k][:] = self.data[k][self.index]
 
@@ -172,7 +177,7 @@ class CatchmentForcingBmi(Bmi):
         return 0.0
 
     def get_end_time(self):
-        return float((len(self.times) - 1) * self.dt)
+        return float(len(self.times) * self.dt)  # the end of the last record's interval
 
     def get_time_units(self):
         return "s"

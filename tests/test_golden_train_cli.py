@@ -38,7 +38,7 @@ def test_tiny_training_smoke(tmp_path):
     })
     r1 = train(cfg, tmp_path, progress=False)
     out = tmp_path / "out"
-    for f in ("model.pt", "metrics_test.csv", "metrics_train.csv", "loss.png", "hydrograph_01022500.png"):
+    for f in ("model.pt", "metrics_test.csv", "metrics_validation.csv", "history.csv", "loss.png", "hydrograph_01022500.png"):
         assert (out / f).exists(), f
     m, payload = load_checkpoint(out / "model.pt")
     assert payload["provenance"]["data"]["basins"] == ["01022500", "09035900", "06221400"]
@@ -47,7 +47,9 @@ def test_tiny_training_smoke(tmp_path):
     cfg2 = cfg.model_copy(deep=True)
     cfg2.output.dir = str(tmp_path / "out2")
     r2 = train(cfg2, tmp_path, progress=False)
-    assert r1["history"] == r2["history"]
+    drop = ("it_per_s",)  # wall-clock rates differ between runs
+    assert [{k: v for k, v in h.items() if k not in drop} for h in r1["history"]] == \
+        [{k: v for k, v in h.items() if k not in drop} for h in r2["history"]]
 
 
 def test_train_config_rejects_unknown_keys(tmp_path):

@@ -205,3 +205,33 @@ def test_unknown_train_config_key_is_an_error(tmp_path):
     p.write_text(yaml.safe_dump(raw))
     with pytest.raises(ValueError, match="learning_rat"):
         load_train_config(p)
+
+
+def test_flow_duration_biases():
+    from bmi_dhydro.metrics import fhv, flv
+
+    rng = np.random.default_rng(0)
+    obs = rng.gamma(0.5, 2.0, 3650)
+    assert fhv(obs, obs) == 0 and flv(obs, obs) == 0
+    assert fhv(2 * obs, obs) == pytest.approx(100.0)  # high flows doubled: +100 %
+    # low flows pushed towards their minimum (a flatter low-flow FDC in log space): FLV > 0 as Yilmaz defines it
+    low = np.quantile(obs, 0.3)
+    flat = np.where(obs < low, low - 0.5 * (low - obs), obs)
+    assert flv(flat, obs) > 0 and abs(fhv(flat, obs)) < 1e-9
+    assert np.isnan(fhv(obs[:0], obs[:0]))
+
+
+def test_evaluate_command_writes_table_csv_and_plot(tmp_path, capsys):
+    from bmi_dhydro.cli import main
+
+    rc = main(["evaluate", "--data", str(SUBSET_NC), "--start", "2001-10-01", "--end", "2003-09-30", "--out", str(tmp_path),
+               "--quiet", "--forcing", "daymet"])
+    assert rc == 0
+    import pandas as pd
+
+    m = pd.read_csv(tmp_path / "metrics.csv", dtype={"basin": str, "huc_02": str})
+    assert list(m["basin"]) == ["02064000", "03010655", "12048000"]
+    assert {"nse", "kge", "fhv", "flv", "role", "huc_02"} <= set(m.columns) and m["nse"].notna().all()
+    text = (tmp_path / "summary.md").read_text()
+    assert "median NSE" in text and "| 17 |" in text
+    assert (tmp_path / "nse_cdf.png").stat().st_size > 5000
