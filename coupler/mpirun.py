@@ -1,7 +1,7 @@
 """MPI domain decomposition of a coupled run (``mpiexec -n N dhydro run COUPLING.yaml``).
 
 * The units of the output component (a BmiDeltaModel) are split across ranks by
-  :func:`coupler.partition.partition_units`, balanced by area, keeping connected units together where the
+  :func:`bmi_dhydro.partition.partition_units`, balanced by area, keeping connected units together where the
   units carry a ``toid`` network.
 * Every rank builds its own components; the split component sees only its units (its config gets a
   ``units.select``), and regrid links keep only that rank's rows of the weights.
@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .mpi import FaultGuard, gather_rows, rank_and_size
-from .partition import Decomposition, partition_units
+from bmi_dhydro.partition import Decomposition, partition_units
 from .run import Coupler, NetcdfAppender, plot_outputs, spec_provenance
 
 

@@ -11,7 +11,7 @@ Per coupler step [t, t + dt):
 3. the output component's variables are buffered and appended to a CF NetCDF every ``flush_every`` steps
    (unlimited time dimension, synced to disk), so a crash loses nothing already written.
 
-With an MPI communicator of more than one rank the destination units are partitioned (``coupler.partition``),
+With an MPI communicator of more than one rank the destination units are partitioned (``bmi_dhydro.partition``),
 every rank runs its own components over its units with only its rows of the weights, and rank 0 writes the
 gathered output in the original unit order (see :mod:`coupler.mpirun`).
 """
