@@ -18,7 +18,7 @@ MPIEXEC = shutil.which("mpiexec", path=str(BIN)) or shutil.which("mpiexec")
 if MPIEXEC is None:
     pytest.skip("mpiexec not found (pip install mpich)", allow_module_level=True)
 EX = Path(__file__).resolve().parents[1] / "examples" / "coupled"
-DHYDRO = [sys.executable, "-m", "bmi_dhydro.cli"]
+DHYDRO = [sys.executable, "-m", "dhydro.cli"]
 
 
 def spec_copy(tmp_path, name, hydro=None, forcing=None, hours=240):

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .checkpoint import load_checkpoint
-from .datasets import read_camels
-from .metrics import format_table, skill_table
-from .output import timeseries_dataset, write_netcdf
-from .train import hydrograph_png, write_metrics_csv
+from bmi_dhydro.checkpoint import load_checkpoint
+from bmi_dhydro.datasets import read_camels
+from bmi_dhydro.metrics import format_table, skill_table
+from bmi_dhydro.output import timeseries_dataset, write_netcdf
+from bmi_dhydro.train import hydrograph_png, write_metrics_csv
 
 DEFAULT_PERIOD = ("2005-10-01", "2013-09-30")
 
@@ -27,7 +27,7 @@ def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PE
     import xarray as xr
     import yaml
 
-    from coupler.run import run_serial
+    from coupler.serial import run_serial
     from coupler.spec import load_spec
 
     model, payload = load_checkpoint(checkpoint)
