@@ -8,7 +8,7 @@ efficiency E(n) = T(1) / T(n).
 
 Each configuration runs ``mpiexec -n N python bench/bench_mpi_scaling.py
 --worker ...``; the worker builds a synthetic river network, decomposes it
-with ``coupler.partition.decompose`` (area-balanced, network-aware), scatters
+with ``bmi_dhydro.partition.decompose`` (area-balanced, network-aware), scatters
 forcing and parameters from rank 0 with ``coupler.mpi.scatter_rows``, then
 time-steps its own units and gathers every step's output on rank 0 with
 ``gather_rows`` (as the coupler's output writer will), inside a
@@ -190,7 +190,7 @@ def make_model_workload(local_ids, comm, params):
 
 def worker(args: argparse.Namespace) -> None:
     from coupler import mpi as cm
-    from coupler.partition import count_cut_links, decompose
+    from bmi_dhydro.partition import count_cut_links, decompose
 
     comm = cm.get_comm()
     rank, size = cm.rank_and_size(comm)

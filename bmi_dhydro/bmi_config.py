@@ -144,3 +144,25 @@ def load_bmi_config(path) -> tuple[BmiConfig, Path]:
             raise FileNotFoundError(f"BMI config {path}: {section}.{key} names a missing file: {p}")
         setattr(sec, key, str(p))
     return cfg, base
+
+
+def model_from_config(cfg: BmiConfig, n: int):
+    """``(model, checkpoint payload or None)``: the fixed-parameter model of ``model.parameters`` (for ``n`` units),
+    or the (shared) network of ``model.checkpoint``, in the config's dtype."""
+    import torch
+
+    from .checkpoint import shared_model
+    from .model import DeltaModel
+
+    m = cfg.model
+    if m.parameters is not None:
+        for name, v in m.parameters.items():
+            if isinstance(v, list) and len(v) not in (1, n):
+                raise ValueError(f"model.parameters.{name}: expected a value or {n} values (one per unit), got {len(v)}")
+        dt_days = (m.time_step or cfg.time.time_step) / 86400.0
+        if dt_days > 1.0:
+            raise ValueError(f"model.time_step: expected at most 86400 s, got {dt_days * 86400:g}")
+        model = DeltaModel.fixed(m.parameters, variant=m.variant, routing=m.routing, dt_days=dt_days,
+                                 pet_method=m.pet_method or "hamon")
+        return (model if cfg.dtype == "float64" else model.float()), None
+    return shared_model(m.checkpoint, torch.float64 if cfg.dtype == "float64" else torch.float32)

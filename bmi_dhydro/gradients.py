@@ -105,3 +105,27 @@ def window_gradients(model: DeltaModel, state0: ModelState, forcings: torch.Tens
         return {k: (p.grad.detach().numpy().copy() if p.grad is not None else np.zeros(tuple(p.shape)))
                 for k, p in m.named_parameters()}
     return {k: v.grad.detach().numpy().copy() for k, v in tracked.items()}
+
+
+# -- the window on a running stepper (the BMI's begin_gradient_window / compute_gradients) ---------------------------
+def begin_window(stepper) -> ModelState:
+    """Open a window on ``stepper`` at a model-step boundary (dropping any open one); returns the start state."""
+    if stepper.sub != 0:
+        raise ValueError(f"begin_gradient_window: call it at a model-step boundary; {stepper.sub} of {stepper.k} "
+                         "framework steps of the current model step are already taken")
+    state0 = stepper.state.detach()
+    stepper.tape = []
+    return state0
+
+
+def window_size(stepper) -> int:
+    """Model steps recorded in the open window (0 when none is open)."""
+    tape = getattr(stepper, "tape", None)
+    return 0 if tape is None else len(tape)
+
+
+def stepper_gradients(stepper, state0: ModelState, seeds: dict, wrt: str = "parameters") -> dict:
+    """:func:`window_gradients` over the window recorded on ``stepper`` since :func:`begin_window`."""
+    if not window_size(stepper):
+        raise ValueError("compute_gradients: no gradient window recorded; call begin_gradient_window, then update")
+    return window_gradients(stepper.model, state0, torch.stack(stepper.tape), stepper._attrs, seeds, wrt)

@@ -1,7 +1,7 @@
 """MPI domain decomposition of a coupled run (``mpiexec -n N dhydro run COUPLING.yaml``).
 
 * The units of the output component (a BmiDeltaModel) are split across ranks by
-  :func:`coupler.partition.partition_units`, balanced by area, keeping connected units together where the
+  :func:`bmi_dhydro.partition.partition_units`, balanced by area, keeping connected units together where the
   units carry a ``toid`` network.
 * Every rank builds its own components; the split component sees only its units (its config gets a
   ``units.select``), and regrid links keep only that rank's rows of the weights.
@@ -17,9 +17,13 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
+from bmi_dhydro.partition import Decomposition, partition_units
+
+from .loop import Coupler, check_output_variables, n_steps
 from .mpi import FaultGuard, gather_rows, rank_and_size
-from .partition import Decomposition, partition_units
-from .run import Coupler, NetcdfAppender, plot_outputs, spec_provenance
+from .plots import plot_outputs
+from .spec import spec_provenance
+from .writer import NetcdfAppender
 
 
 def global_units(spec) -> "object":
@@ -48,16 +52,13 @@ def run_parallel(spec, spec_path, comm, progress: bool = True) -> dict:
         cp = Coupler(spec, progress=False, unit_subset={name: mine}, global_ids={name: ids}, rank=rank)
         cp.initialize()
         comp = cp.components[name]
-        for v in spec.outputs.variables:
-            if v not in comp.get_output_var_names():
-                raise ValueError(f"outputs.variables: {name} has no output {v!r}")
+        check_output_variables(comp, name, spec.outputs.variables)
     counts = np.asarray(dec.counts)
     writer = None
     if rank == 0:
         writer = NetcdfAppender(spec.outputs.path, ids, table.lon, table.lat, {v: comp.get_var_units(v) for v in spec.outputs.variables},
                                 spec.period.start, {"title": f"coupled run {spec_path} on {size} MPI ranks", **spec_provenance(spec_path)})
-    dt = spec.period.time_step
-    n = int(round((spec.period.end - spec.period.start).total_seconds() / dt))
+    dt, n = spec.period.time_step, n_steps(spec.period)
     try:
         for k in tqdm(range(n), desc=f"coupled run ({size} ranks)", unit="step", disable=not progress or rank != 0):
             t = k * dt

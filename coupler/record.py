@@ -13,7 +13,7 @@ time-step aggregation and regridding):
 * per unit: ``unit_id``, ``area_km2``, ``lat``, ``lon`` and ``attributes(unit, attribute)``;
 * provenance attributes: checkpoint path and sha256, the coupling spec (text and sha256), creation time.
 
-When the component's precipitation input arrives through a regrid connection (:class:`coupler.run.RegridLink`),
+When the component's precipitation input arrives through a regrid connection (:class:`coupler.loop.RegridLink`),
 the record also keeps what is needed to learn a forcing correction per source cell (``dhydro retrain
 --forcing-correction``):
 
@@ -38,14 +38,15 @@ import numpy as np
 
 from bmi_dhydro import physics
 
-from .run import spec_provenance
+from .loop import RegridLink
+from .spec import spec_provenance
 
 STATE_KEYS = tuple(f"hbv_{n}" for n in physics.STATE_NAMES) + ("lstm_h", "lstm_c", "route_buffer")
 PRECIP = "atmosphere_water__liquid_equivalent_precipitation_rate"
 
 
 def regridded(matrix, p: np.ndarray) -> np.ndarray:
-    """``matrix @ p`` as the coupler applies it (:class:`coupler.run.RegridLink`): over the valid (finite) source
+    """``matrix @ p`` as the coupler applies it (:class:`coupler.loop.RegridLink`): over the valid (finite) source
     values, renormalised by the weight they cover; NaN for destinations no valid cell reaches."""
     p = np.asarray(p, dtype="float64")
     ok = np.isfinite(p)
@@ -137,8 +138,6 @@ class Recorder:
 
     def _setup_source(self, coupler) -> None:
         """If the precipitation input is regridded, record the source field and the weight rows too."""
-        from .run import RegridLink
-
         for conn, sc, sv, dc, dv, regrid, conv in getattr(coupler, "links", []):
             if dc == self.component and dv == PRECIP and isinstance(regrid, RegridLink):
                 break

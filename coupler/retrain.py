@@ -179,7 +179,7 @@ def simulate_record(model, rec, idx=None, c=None) -> np.ndarray:
 def retrain(record, obs, checkpoint, out, epochs=20, iterations=10, window=180, lr=1e-3, seed=0, obs_units=None,
             comm=None, progress=True, forcing_correction=False, correction_l2=1e-3, correction_lr=None) -> dict:
     from .mpi import allreduce, get_comm, rank_and_size
-    from .partition import partition_units
+    from bmi_dhydro.partition import partition_units
 
     comm = get_comm(comm)
     rank, size = rank_and_size(comm)

@@ -23,6 +23,7 @@ Component swap: change ``components.hydro.python_type`` / ``config`` — nothing
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -195,3 +196,9 @@ def load_spec(path) -> tuple[CouplingSpec, Path]:
 
 def split_ref(ref: str) -> tuple[str, str]:
     return _split(ref, "reference")
+
+
+def spec_provenance(spec_path) -> dict:
+    """The spec's text and sha256, for the attributes of the files a run writes."""
+    text = Path(spec_path).read_text()
+    return {"coupling_spec": text, "coupling_spec_sha256": hashlib.sha256(text.encode()).hexdigest()}

@@ -203,7 +203,7 @@ def test_forcing_correction_on_two_ranks_equals_one(gridded, obs, tmp_path):
     mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
     if mpiexec is None:
         pytest.skip("mpiexec not found")
-    args = ["-m", "bmi_dhydro.cli", "retrain", "--record", str(gridded / "record.nc"), "--obs", str(obs[0]),
+    args = ["-m", "dhydro.cli", "retrain", "--record", str(gridded / "record.nc"), "--obs", str(obs[0]),
             "--epochs", "2", "--iterations", "2", "--window", "4", "--forcing-correction", "--correction-lr", "0.05",
             "--quiet"]
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 from bmi_dhydro.checkpoint import load_checkpoint
-from bmi_dhydro.cli import main
+from dhydro.cli import main
 from bmi_dhydro.datasets import read_camels
 from bmi_dhydro.train import TrainConfig, load_train_config, simulate, train
 

@@ -126,7 +126,7 @@ def test_retraining_on_two_ranks_equals_one(quick_example, tmp_path):
     mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
     if mpiexec is None:
         pytest.skip("mpiexec not found")
-    args = ["-m", "bmi_dhydro.cli", "retrain", "--record", str(out / "record.nc"), "--obs", str(out / "obs.nc"),
+    args = ["-m", "dhydro.cli", "retrain", "--record", str(out / "record.nc"), "--obs", str(out / "obs.nc"),
             "--epochs", "2", "--iterations", "2", "--window", "60", "--quiet"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r1 = subprocess.run([sys.executable, *args, "-o", str(tmp_path / "one.pt")], capture_output=True, text=True, timeout=300, env=env)

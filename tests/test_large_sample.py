@@ -222,7 +222,7 @@ def test_flow_duration_biases():
 
 
 def test_evaluate_command_writes_table_csv_and_plot(tmp_path, capsys):
-    from bmi_dhydro.cli import main
+    from dhydro.cli import main
 
     rc = main(["evaluate", "--data", str(SUBSET_NC), "--start", "2001-10-01", "--end", "2003-09-30", "--out", str(tmp_path),
                "--quiet", "--forcing", "daymet"])

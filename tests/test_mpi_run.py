@@ -18,7 +18,7 @@ MPIEXEC = shutil.which("mpiexec", path=str(BIN)) or shutil.which("mpiexec")
 if MPIEXEC is None:
     pytest.skip("mpiexec not found (pip install mpich)", allow_module_level=True)
 EX = Path(__file__).resolve().parents[1] / "examples" / "coupled"
-DHYDRO = [sys.executable, "-m", "bmi_dhydro.cli"]
+DHYDRO = [sys.executable, "-m", "dhydro.cli"]
 
 
 def spec_copy(tmp_path, name, hydro=None, forcing=None, hours=240):
@@ -95,7 +95,7 @@ def test_nan_forcing_on_rank_1_aborts_cleanly(tmp_path):
     ids = [i.decode() if isinstance(i, bytes) else str(i) for i in ds["ids"].values]
     # rank 1 of 2 owns the last units in the hydrofabric order (contiguous, area-balanced split)
     from bmi_dhydro.units import from_hydrofabric
-    from coupler.partition import partition_units
+    from bmi_dhydro.partition import partition_units
 
     table = from_hydrofabric(EX.parent / "ngen/data/gauge_01073000/gauge_01073000.gpkg")
     victim = partition_units(table.ids, 2, cost=table.area_km2, toid=dict(zip(table.ids, table.toid)))[1][0]

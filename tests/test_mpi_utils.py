@@ -263,7 +263,7 @@ def test_exchange_equals_serial_bit_for_bit(n, tmp_path):
 def test_nan_on_rank1_stops_every_rank_cleanly(n, tmp_path):
     fault = load_script("fault")
     common = load_script("_common")
-    from coupler.partition import decompose
+    from bmi_dhydro.partition import decompose
 
     ids, toid, area = common.make_domain(fault.N_UNITS)
     dec = decompose(ids, n, cost=area, toid=toid)
@@ -301,7 +301,7 @@ def test_nan_on_rank1_stops_every_rank_cleanly(n, tmp_path):
 def test_nan_on_rank1_while_others_block_aborts_within_seconds(n, tmp_path):
     fault = load_script("fault")
     common = load_script("_common")
-    from coupler.partition import decompose
+    from bmi_dhydro.partition import decompose
 
     ids, toid, area = common.make_domain(fault.N_UNITS)
     unit = fault.bad_unit(decompose(ids, n, cost=area, toid=toid))

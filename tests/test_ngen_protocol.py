@@ -38,7 +38,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bmi_dhydro.cli import main as dhydro
+from dhydro.cli import main as dhydro
 
 ROOT = Path(__file__).resolve().parents[1]
 NGEN = ROOT / "examples" / "ngen"

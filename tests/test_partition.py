@@ -1,4 +1,4 @@
-"""Tests of coupler.partition (pure functions, no MPI)."""
+"""Tests of bmi_dhydro.partition (pure functions, no MPI)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coupler.partition import (
+from bmi_dhydro.partition import (
     NGEN_NEX_TO_DEST,
     NGEN_ORIG_TO_NEX,
     Decomposition,
@@ -201,7 +201,7 @@ def test_deterministic_within_and_across_processes():
         "import numpy as np;"
         "spec = importlib.util.spec_from_file_location('tp', sys.argv[2]);"
         "tp = importlib.util.module_from_spec(spec); spec.loader.exec_module(tp);"
-        "from coupler.partition import partition_units;"
+        "from bmi_dhydro.partition import partition_units;"
         "ids, toid = tp.random_tree(1500, seed=9);"
         "area = np.random.default_rng(2).uniform(1, 5, len(ids));"
         "print(json.dumps(partition_units(ids, 4, cost=area, toid=toid)))"
@@ -449,7 +449,7 @@ def _reference_postorder(parent):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_postorder_matches_reference(seed):
-    from coupler.partition import _postorder
+    from bmi_dhydro.partition import _postorder
 
     rng = np.random.default_rng(seed)
     n = 400

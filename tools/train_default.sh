@@ -11,5 +11,5 @@ OUT=runs/camels515
 mkdir -p "$OUT"
 RESUME=""
 [ -f "$OUT/train_state.pt" ] && RESUME="--resume"
-nohup "$PY" -m bmi_dhydro.cli train "$CONFIG" --out "$OUT" $RESUME "$@" >>"$OUT/train.log" 2>&1 &
+nohup "$PY" -m dhydro train "$CONFIG" --out "$OUT" $RESUME "$@" >>"$OUT/train.log" 2>&1 &
 echo "training in the background (pid $!), log: $OUT/train.log"

@@ -78,7 +78,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="short periods and 2 epochs (CI)")
     ap.add_argument("--out", default=str(HERE.parents[1] / "dhydro_out" / "retrain"))
     args = ap.parse_args(argv)
-    from bmi_dhydro.cli import main as dhydro
+    from dhydro.cli import main as dhydro
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from _common import bucket_model, bucket_step, make_domain, make_inputs, write_j
 import numpy as np  # noqa: E402
 
 from coupler import mpi as cm  # noqa: E402
-from coupler.partition import decompose  # noqa: E402
+from bmi_dhydro.partition import decompose  # noqa: E402
 
 N_UNITS, N_STEPS = 997, 24
 

@@ -27,7 +27,7 @@ from _common import bucket_step, make_domain, make_inputs, write_json  # noqa: E
 import numpy as np  # noqa: E402
 
 from coupler import mpi as cm  # noqa: E402
-from coupler.partition import decompose  # noqa: E402
+from bmi_dhydro.partition import decompose  # noqa: E402
 
 N_UNITS, N_STEPS, BAD_STEP = 301, 8, 3
 

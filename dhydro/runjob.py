@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .checkpoint import load_checkpoint
-from .datasets import open_camels
-from .metrics import format_table, skill_table
-from .output import timeseries_dataset, write_netcdf
-from .train import hydrograph_png, write_metrics_csv
+from bmi_dhydro.checkpoint import load_checkpoint
+from bmi_dhydro.datasets import open_camels
+from bmi_dhydro.metrics import format_table, skill_table
+from bmi_dhydro.output import timeseries_dataset, write_netcdf
+from bmi_dhydro.train import hydrograph_png, write_metrics_csv
 
 DEFAULT_PERIOD = ("1995-10-01", "2010-09-30")
 #: the daily temperature range reaches models that use it (Hargreaves PET); filled in with the BMI's tmax/tmin inputs
@@ -31,10 +31,10 @@ def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PE
     import xarray as xr
     import yaml
 
-    from coupler.run import run_serial
+    from coupler.serial import run_serial
     from coupler.spec import load_spec
 
-    from .evaluate import checkpoint_product
+    from bmi_dhydro.evaluate import checkpoint_product
 
     model, payload = load_checkpoint(checkpoint)
     product = forcing or checkpoint_product(payload)

@@ -1,4 +1,4 @@
-"""The ``dhydro`` command line.
+"""The ``dhydro`` command line: above the model package (``bmi_dhydro``) and the coupler (``coupler``).
 
     dhydro run [COUPLING.yaml]           the main job (no argument: bundled model on bundled CAMELS basins)
     dhydro train CONFIG.yaml             train a model, write checkpoint + metrics + plots
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+from coupler import retrain as retrain_cli
+from coupler.regrid import cli as regrid_cli
 
 
 def _cmd_run(args) -> int:
@@ -27,7 +30,7 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .train import load_train_config, train
+    from bmi_dhydro.train import load_train_config, train
 
     cfg, base = load_train_config(args.config)
     if args.data:
@@ -39,7 +42,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from .evaluate import evaluate_checkpoint
+    from bmi_dhydro.evaluate import evaluate_checkpoint
 
     basins = args.basins
     if args.basins_file:
@@ -50,7 +53,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_ngen_config(args) -> int:
-    from .ngen import write_ngen_configs
+    from bmi_dhydro.ngen import write_ngen_configs
 
     write_ngen_configs(args.hydrofabric, args.out, attributes=args.attributes, forcing_pattern=args.forcing_pattern,
                        checkpoint=args.checkpoint, layer=args.layer, id_field=args.id_field, start=args.start, end=args.end)
@@ -108,18 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--end", default="2015-12-30 23:00:00")
     n.set_defaults(func=_cmd_ngen_config)
 
-    try:
-        from coupler.regrid import cli as regrid_cli
-
-        regrid_cli.add_parser(sub)
-    except ImportError:  # the regrid CLI is optional while the coupler package is partial
-        pass
-    try:
-        from coupler import retrain as retrain_cli
-
-        retrain_cli.add_parser(sub)
-    except ImportError:
-        pass
+    regrid_cli.add_parser(sub)
+    retrain_cli.add_parser(sub)
     return p
 
 
