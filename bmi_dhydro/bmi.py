@@ -30,7 +30,7 @@ from .bmi_config import BmiConfig, load_bmi_config, model_from_config
 from .bmi_grid import UnitPointsGrid
 from .bmi_vars import (ET_FLUX, INPUT_VARS, ITEMSIZE, MASS_TABLE, MASS_VARS, OUTPUT_VARS, PET, PET_METHOD_INPUTS,  # noqa: F401
                        PET_OUT, PRECIP, PRESSURE, RUNOFF_DEPTH, RUNOFF_FLUX, SER_CREATE, SER_FREE, SER_SIZE, SER_STATE,
-                       SER_TABLE, SHORTWAVE, STORE_VARS, SWE, TEMP, UnknownVariableError, Var, check_indices, declared_inputs,
+                       SER_TABLE, SHORTWAVE, STORE_VARS, SWE, TEMP, TMAX, TMIN, UnknownVariableError, Var, check_indices, declared_inputs,
                        declared_outputs, check_inputs, check_parameter_set, check_parameter_values, check_settable,
                        parameter_var, rules_for, steps_until)
 from .checkpoint import shared_model
@@ -120,8 +120,7 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
                 self._buf[name] = np.zeros(n, dtype="float64")
         self._buf[PET][:] = np.nan  # unset: the internal PET method is used
         for name in self._inputs:
-            if name != PET:
-                self._buf[name][:] = np.nan  # must be set before update
+            self._buf[name][:] = np.nan  # must be set before update (optional inputs: NaN means not given)
         self._fill_parameters()
 
     def _fill_parameters(self) -> None:
@@ -138,8 +137,8 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
 
     def update(self) -> None:
         self._require_init()
-        p, t, sw, pres = self._checked_inputs()
-        completed = self.stepper.step(p, t, sw, pres, self._buf[PET] if self._pet_live else None)
+        p, t, sw, pres, tmax, tmin = self._checked_inputs()
+        completed = self.stepper.step(p, t, sw, pres, self._buf[PET] if self._pet_live else None, tmax, tmin)
         self._refresh_outputs(model_step=completed)
 
     def update_until(self, time: float) -> None:
@@ -175,11 +174,11 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
 
     # -- numerics live in the stepper: copy results into the live buffers ---------------------------------------------
     def _checked_inputs(self) -> tuple:
-        """(precipitation, temperature, shortwave or None, pressure or None) for the stepper, validated."""
+        """(precipitation, temperature, shortwave, pressure, tmax, tmin; None where not an input), validated."""
         v = check_inputs(self._buf, self._rules, self.units.ids, self._cfg, self._zeroed)
         if self._params_dirty:
             self._check_fixed_parameters()
-        return v[PRECIP], v[TEMP], v.get(SHORTWAVE), v.get(PRESSURE)
+        return v[PRECIP], v[TEMP], v.get(SHORTWAVE), v.get(PRESSURE), v.get(TMAX), v.get(TMIN)
 
     def _check_fixed_parameters(self) -> None:
         values = {p: torch.as_tensor(self._buf[p].copy()) for p in self._param_names}

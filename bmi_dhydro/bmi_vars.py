@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import physics
-from .forcing import PET, PRECIP, PRESSURE, SHORTWAVE, TEMP
+from .forcing import PET, PRECIP, PRESSURE, SHORTWAVE, TEMP, TMAX, TMIN
 
 # ---------------------------------------------------------------------------------------------------------------
 # The variable table
@@ -57,10 +57,15 @@ INPUT_VARS = {
     SHORTWAVE: Var(SHORTWAVE, "W m-2", "input", doc="incoming shortwave radiation (Priestley-Taylor PET)"),
     PRESSURE: Var(PRESSURE, "Pa", "input", doc="surface air pressure (Priestley-Taylor PET)"),
     PET: Var(PET, "m s-1", "input", doc="potential evapotranspiration; overrides the internal PET where set"),
+    TMAX: Var(TMAX, "K", "input", doc="maximum air temperature over the step (Hargreaves PET); optional: NaN (unset) "
+                                     "uses the extremes of the temperature input over the model step"),
+    TMIN: Var(TMIN, "K", "input", doc="minimum air temperature over the step (Hargreaves PET); optional, as the maximum"),
 }
 #: inputs every configuration has, and those the PET method adds
 BASE_INPUTS = (PRECIP, TEMP)
-PET_METHOD_INPUTS = {"hamon": (), "hargreaves": (), "priestley_taylor": (SHORTWAVE, PRESSURE), "input": (PET,)}
+PET_METHOD_INPUTS = {"hamon": (), "hargreaves": (TMAX, TMIN), "priestley_taylor": (SHORTWAVE, PRESSURE), "input": (PET,)}
+#: inputs that may stay unset (NaN) through a run
+OPTIONAL_INPUTS = (PET, TMAX, TMIN)
 OUTPUT_VARS = {
     RUNOFF_DEPTH: Var(RUNOFF_DEPTH, "m", "output", doc="routed runoff depth over the last update() or update_until() call"),
     RUNOFF_FLUX: Var(RUNOFF_FLUX, "m3 s-1", "output", doc="routed runoff volume flux at the unit outlet, mean over that call"),
@@ -116,6 +121,7 @@ class Rule:
     expect: str = "finite values"  # the error message: "<name>: expected <expect>, got <value> at unit <id>"
     hint: str = ""  # appended to the message in parentheses
     zero_option: str | None = None  # config option that may turn bad values into 0 (with a warning) instead of an error
+    nan_ok: bool = False  # NaN means "not given" (an optional input); other values must follow the rule
 
 
 #: checked in this order (the first broken rule raises); inputs not listed are not checked (PET: NaN means "unset")
@@ -124,6 +130,8 @@ INPUT_RULES = {
     TEMP: Rule(180.0, 340.0, "kelvin in 180..340 K", hint="was °C passed as K, or was the input never set?"),
     SHORTWAVE: Rule(),
     PRESSURE: Rule(),
+    TMAX: Rule(180.0, 340.0, "kelvin in 180..340 K, or NaN (not given)", hint="was °C passed as K?", nan_ok=True),
+    TMIN: Rule(180.0, 340.0, "kelvin in 180..340 K, or NaN (not given)", hint="was °C passed as K?", nan_ok=True),
 }
 
 #: roles whose variables cannot be set, and why
@@ -145,6 +153,8 @@ def rules_for(inputs) -> tuple[tuple[str, Rule], ...]:
 
 def _all_ok(v: np.ndarray, r: Rule) -> bool:
     """Fast check (NaN fails every comparison); the slow path below names the problem."""
+    if r.nan_ok:
+        return bool(np.all(np.isnan(v) | ((v >= r.lo) & (v <= r.hi))))
     if v.size == 1:  # one catchment (ngen): Python floats, no array operations
         x = v.item()
         return r.lo <= x <= r.hi and -_INF < x < _INF
@@ -165,6 +175,8 @@ def check_inputs(buf: dict, rules, unit_ids, cfg, zeroed: dict) -> dict:
 
 def _checked(name: str, v: np.ndarray, r: Rule, unit_ids, cfg, zeroed: dict) -> np.ndarray:
     bad = ~(np.isfinite(v) & (v >= r.lo) & (v <= r.hi))
+    if r.nan_ok:
+        bad &= ~np.isnan(v)
     if not bad.any():
         return v
     if r.zero_option is not None:

@@ -22,6 +22,9 @@ SHORTWAVE = "land_surface_radiation~incoming~shortwave__energy_flux"
 PRESSURE = "land_surface_air__pressure"
 HUMIDITY = "atmosphere_air_water~vapor__relative_saturation"
 PET = "land_surface_water__potential_evaporation_volume_flux"
+#: daily (or per-step) extremes of the air temperature, for Hargreaves PET
+TMAX = "land_surface_air__max_of_temperature"
+TMIN = "land_surface_air__min_of_temperature"
 
 AORC_TO_BMI = {
     "TMP_2maboveground": TEMP,

@@ -168,7 +168,8 @@ class Stepper:
     def model_step_start(self) -> datetime:
         return self.start + timedelta(seconds=(self.fw_step - self.sub) * self.dt_fw)
 
-    def step(self, precip_rate_mm_s, temp_k, shortwave=None, pressure=None, pet_rate_m_s=None) -> bool:
+    def step(self, precip_rate_mm_s, temp_k, shortwave=None, pressure=None, pet_rate_m_s=None, tmax_k=None,
+             tmin_k=None) -> bool:
         """One framework step with inputs in BMI units.  Returns True when a model step was completed.
 
         Atomic: if it raises, the state (stores, accumulators, counters, mass accounting) is as before the call."""
@@ -178,17 +179,17 @@ class Stepper:
             saved = {f: getattr(self, f).copy() for f in self._ACC_FIELDS}
             counters = (self.sub, self.fw_step)
             try:
-                return self._step(precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s)
+                return self._step(precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k)
             except BaseException:
                 for f, a in saved.items():
                     setattr(self, f, a)
                 self.sub, self.fw_step = counters
                 raise
-        return self._step(precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s)
+        return self._step(precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k)
 
     _ACC_FIELDS = ("acc_p", "acc_t", "acc_tmin", "acc_tmax", "acc_sw", "acc_pres", "acc_pet", "acc_pet_n", "mass_in")
 
-    def _step(self, precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s) -> bool:
+    def _step(self, precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s, tmax_k=None, tmin_k=None) -> bool:
         dt = self.dt_fw
         p_mm = np.asarray(precip_rate_mm_s, dtype="float64") * dt
         tc = np.asarray(temp_k, dtype="float64") - KELVIN
@@ -196,6 +197,12 @@ class Stepper:
         self.acc_t += tc
         np.minimum(self.acc_tmin, tc, out=self.acc_tmin)
         np.maximum(self.acc_tmax, tc, out=self.acc_tmax)
+        if tmax_k is not None and tmin_k is not None:
+            # given extremes widen the range (NaN: not given; fmax/fmin ignore it); tmax < tmin is taken as swapped,
+            # the rule of physics.hargreaves
+            hi, lo = np.fmax(tmax_k, tmin_k) - KELVIN, np.fmin(tmax_k, tmin_k) - KELVIN
+            np.fmax(self.acc_tmax, hi, out=self.acc_tmax)
+            np.fmin(self.acc_tmin, lo, out=self.acc_tmin)
         if shortwave is not None:
             self.acc_sw += shortwave
         if pressure is not None:

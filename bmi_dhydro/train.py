@@ -384,7 +384,7 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool 
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
             optim.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.4f}", best=f"{best['score']:.3f}")
         ep_wall = time.time() - t_ep

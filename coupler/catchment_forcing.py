@@ -8,7 +8,8 @@ Config (YAML, strict)::
 Outputs, one value per catchment on an unstructured grid of points (ordered as ``ids``):
 ``atmosphere_water__liquid_equivalent_precipitation_rate`` (mm s-1, from APCP_surface / step length),
 ``land_surface_air__temperature`` (K), ``land_surface_radiation~incoming~shortwave__energy_flux`` (W m-2),
-``land_surface_air__pressure`` (Pa) and ``atmosphere_air_water~vapor__relative_saturation`` (kg kg-1).
+``land_surface_air__pressure`` (Pa) and ``atmosphere_air_water~vapor__relative_saturation`` (kg kg-1); from
+CAMELS also the daily ``land_surface_air__max_of_temperature`` / ``..min_of_temperature`` (K).
 The value at the current time is the forcing of the interval that starts there.  Time 0 is the first record
 (``time_origin`` gives its date).  The end time is the end of the last record's interval: there the outputs are
 NaN (no forcing; a model step fed from them fails loudly), and stepping further is an error.
@@ -24,9 +25,9 @@ import yaml
 from bmipy import Bmi
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bmi_dhydro.forcing import HUMIDITY, PRECIP, PRESSURE, SHORTWAVE, TEMP, read_aorc_csv, read_aorc_netcdf
+from bmi_dhydro.forcing import HUMIDITY, PRECIP, PRESSURE, SHORTWAVE, TEMP, TMAX, TMIN, read_aorc_csv, read_aorc_netcdf
 
-UNITS = {PRECIP: "mm s-1", TEMP: "K", SHORTWAVE: "W m-2", PRESSURE: "Pa", HUMIDITY: "kg kg-1"}
+UNITS = {PRECIP: "mm s-1", TEMP: "K", TMAX: "K", TMIN: "K", SHORTWAVE: "W m-2", PRESSURE: "Pa", HUMIDITY: "kg kg-1"}
 
 
 class _Camels(BaseModel):
@@ -46,13 +47,15 @@ class _Config(BaseModel):
 
 
 def _read_camels(c: _Camels, base: Path):
-    """Daily CAMELS basin forcing as BMI inputs: prcp/86400 mm s-1, mean of tmax/tmin + 273.15 K, srad W m-2."""
+    """Daily CAMELS basin forcing as BMI inputs: prcp/86400 mm s-1, mean of tmax/tmin + 273.15 K, the daily
+    maximum and minimum (K; for Hargreaves PET) and srad W m-2."""
     from bmi_dhydro.datasets import open_camels
 
     root = None if c.root is None else (Path(c.root) if Path(c.root).is_absolute() else base / c.root)
     ds = open_camels(root, c.basins, c.product, attributes=[], start=c.start, end=c.end)
     tr = lambda v: ds[v].transpose("time", "basin").to_numpy()  # noqa: E731
-    data = {PRECIP: tr("prcp") / 86400.0, TEMP: 0.5 * (tr("tmax") + tr("tmin")) + 273.15, SHORTWAVE: tr("srad")}
+    data = {PRECIP: tr("prcp") / 86400.0, TEMP: 0.5 * (tr("tmax") + tr("tmin")) + 273.15, SHORTWAVE: tr("srad"),
+            TMAX: tr("tmax") + 273.15, TMIN: tr("tmin") + 273.15}
     return ds["time"].to_index(), [str(b) for b in ds.basin.values], data, ds["lat"].to_numpy(), ds["lon"].to_numpy()
 
 

@@ -20,8 +20,10 @@ from bmi_dhydro.output import timeseries_dataset, write_netcdf
 from bmi_dhydro.train import hydrograph_png, write_metrics_csv
 
 DEFAULT_PERIOD = ("1995-10-01", "2010-09-30")
-#: the daily temperature range reaches models that use it (Hargreaves PET); filled in with the BMI's tmax/tmin inputs
-TEMPERATURE_RANGE_CONNECTIONS: list = []
+#: the daily temperature range reaches models that use it (Hargreaves PET)
+TEMPERATURE_RANGE_CONNECTIONS = [
+    {"source": f"forcing.{v}", "destination": f"hydro.{v}"}
+    for v in ("land_surface_air__max_of_temperature", "land_surface_air__min_of_temperature")]
 
 
 def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PERIOD, warmup_days=365, out="dhydro_out",
@@ -77,7 +79,7 @@ def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PE
             {"source": "forcing.atmosphere_water__liquid_equivalent_precipitation_rate",
              "destination": "hydro.atmosphere_water__liquid_equivalent_precipitation_rate"},
             {"source": "forcing.land_surface_air__temperature", "destination": "hydro.land_surface_air__temperature"},
-            *TEMPERATURE_RANGE_CONNECTIONS],
+            *(TEMPERATURE_RANGE_CONNECTIONS if model.config.pet_method == "hargreaves" else [])],
         "outputs": {"path": "coupled_raw.nc", "component": "hydro", "variables": list(variables.values()), "plots": False,
                     "flush_every": 365},
     }
