@@ -172,9 +172,9 @@ def _make() -> str | None:
     return shutil.which(os.environ.get("MAKE") or "make")
 
 
-def _compile(make: str, cxx: str, out: Path, native: bool) -> subprocess.CompletedProcess:
+def _compile(make: str, cxx: str, out: Path, native: bool, csrc: Path = CSRC) -> subprocess.CompletedProcess:
     """``make -C csrc CXX=... OUT=...`` (the flags are the Makefile's; ``HBV_ARCH=`` drops ``-march=native``)."""
-    cmd = [make, "-C", str(CSRC), f"CXX={cxx}", f"OUT={out}"] + ([] if native else ["HBV_ARCH="])
+    cmd = [make, "-C", str(csrc), f"CXX={cxx}", f"OUT={out}"] + ([] if native else ["HBV_ARCH="])
     # a parent make's flags (e.g. -n, -e, variable overrides) must not change this build
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEFILES", "GNUMAKEFLAGS")}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
