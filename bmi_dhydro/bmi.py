@@ -28,11 +28,10 @@ from bmipy import Bmi
 from . import bmi_state
 from .bmi_config import BmiConfig, load_bmi_config, model_from_config
 from .bmi_grid import UnitPointsGrid
-from .bmi_vars import (  # noqa: F401  the variable names are also this module's interface
-    ET_FLUX, MASS_VARS, OUTPUT_VARS, PET, PET_OUT, PRECIP, PRESSURE, RUNOFF_DEPTH, RUNOFF_FLUX, SER_CREATE, SER_FREE,
-    SER_SIZE, SER_STATE, SHORTWAVE, STORE_VARS, SWE, TEMP)
-from .bmi_vars import (INPUT_VARS, ITEMSIZE, MASS_TABLE, SER_TABLE, UnknownVariableError, Var, check_indices, check_inputs,
-                       check_parameter_set, check_parameter_values, check_settable, declared_inputs, declared_outputs,
+from .bmi_vars import (ET_FLUX, INPUT_VARS, ITEMSIZE, MASS_TABLE, MASS_VARS, OUTPUT_VARS, PET, PET_METHOD_INPUTS,  # noqa: F401
+                       PET_OUT, PRECIP, PRESSURE, RUNOFF_DEPTH, RUNOFF_FLUX, SER_CREATE, SER_FREE, SER_SIZE, SER_STATE,
+                       SER_TABLE, SHORTWAVE, STORE_VARS, SWE, TEMP, UnknownVariableError, Var, check_indices, declared_inputs,
+                       declared_outputs, check_inputs, check_parameter_set, check_parameter_values, check_settable,
                        parameter_var, rules_for, steps_until)
 from .checkpoint import shared_model
 from .gradients import begin_window, stepper_gradients, window_size
