@@ -20,6 +20,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -356,7 +357,7 @@ def _pow_probe(state, forc, static, dyn, elems) -> dict:
     two pow take."""
     import ctypes
 
-    src = fast._source_text()
+    src = (fast.CSRC / "hbv_kernel.cpp").read_text()
     a = "if (!STORED) { T l; const T r = pow_lx(w.x, w.BETA, l); w.pw = r; w.lx = l; }"
     b = "if (!STORED) { T l; const T r = pow_lx(w.y, w.BETAET, l); w.pe = r; w.ly = l; }"
     if a not in src or b not in src:
@@ -366,10 +367,11 @@ def _pow_probe(state, forc, static, dyn, elems) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         res = {}
         for name, text in (("kernel", src), ("kernel_without_pow", probe)):
-            cpp = Path(tmp) / f"{name}.cpp"
-            cpp.write_text(text)
+            csrc = Path(tmp) / name
+            shutil.copytree(fast.CSRC, csrc)  # the header and the Makefile (its flags) with the probe's source
+            (csrc / "hbv_kernel.cpp").write_text(text)
             so = Path(tmp) / f"{name}.so"
-            r = fast._compile(fast._compiler(), cpp, so, native=True)
+            r = fast._compile(fast._make(), fast._compiler(), so, native=True, csrc=csrc)
             if r.returncode != 0:
                 return {"error": r.stderr[-500:]}
             lib = ctypes.CDLL(str(so))

@@ -361,7 +361,7 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         if v.role == "serialization":
             bmi_state.set_serialization(self, name, src)
             return
-        arr = check_settable(v, src, self.model.is_fixed)
+        arr = check_settable(v, src, self.model)
         if arr.size != self.n:
             raise ValueError(f"set_value({name!r}): expected {self.n} values (one per unit), got {arr.size}")
         self._store(v, slice(None), arr.reshape(-1))
@@ -371,7 +371,7 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         if v.role == "serialization":
             raise ValueError(f"set_value_at_indices({name!r}): protocol variables are set with set_value")
         self._require_init()
-        arr = check_settable(v, src, self.model.is_fixed)
+        arr = check_settable(v, src, self.model)
         inds = check_indices(f"set_value_at_indices({name!r})", inds, self.n, arr.size)
         self._store(v, inds.reshape(-1), arr.reshape(-1))
 

@@ -207,15 +207,16 @@ def steps_until(time: float, now: float, dt: float) -> int:
     return int(round(n))
 
 
-def check_settable(var: Var, src, fixed_parameters: bool) -> np.ndarray:
-    """``src`` as an array, if a variable of this role may be set (``set_value`` / ``set_value_at_indices``)."""
+def check_settable(var: Var, src, model) -> np.ndarray:
+    """``src`` as an array, if a variable of this role may be set (``set_value`` / ``set_value_at_indices``) on a
+    BMI running ``model``."""
     name = var.name
     arr = np.asarray(src)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"set_value({name!r}): expected a numeric array (float64), got dtype {arr.dtype}")
     if var.role in READ_ONLY:
         raise ValueError(f"set_value({name!r}): " + READ_ONLY[var.role].format(name=name))
-    if var.role == "parameter" and not fixed_parameters:
+    if var.role == "parameter" and not model.is_fixed:
         raise ValueError(f"set_value({name!r}): {NETWORK_PARAMETERS_READ_ONLY}")
     return arr
 

@@ -142,3 +142,14 @@ def test_the_checks_can_fail(tmp_path):
     g = import_graph(module_files(tmp_path))
     assert cycles(g) == [["bmi_dhydro.a", "bmi_dhydro.b"], ["bmi_dhydro.c", "coupler.run"]]
     assert layer_violations(g, "bmi_dhydro", "coupler") == ["bmi_dhydro.c imports coupler.run"]
+
+
+def test_no_native_source_in_python_strings():
+    """C/C++ lives in its own files (bmi_dhydro/physics/csrc), where compilers and linters can read it."""
+    marks = ("#include <", 'extern "C"')
+    found = []
+    for mod, path in module_files().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and any(m in node.value for m in marks):
+                found.append(f"{mod}:{node.lineno}")
+    assert found == []
