@@ -146,8 +146,8 @@ def spinup(bmi, path) -> None:
         for name in bmi._inputs:
             if name in data:
                 bmi._buf[name][:] = data[name][t]
-        p, t_, sw, pres = bmi._checked_inputs()
-        bmi.stepper.step(p, t_, sw, pres, bmi._buf[PET])
+        p, t_, sw, pres, tmax, tmin = bmi._checked_inputs()
+        bmi.stepper.step(p, t_, sw, pres, bmi._buf[PET], tmax, tmin)
     s = bmi.stepper
     keep = s.state_arrays()
     s.reset_state()
