@@ -25,11 +25,13 @@ BASINS = ["04015330", "05057200", "05291000", "07291000"]
 
 
 def write_inputs(out: Path, rec_period, eval_period, checkpoint=None, tag="rec", record=True):
-    from bmi_dhydro.datasets import DEFAULT_ATTRIBUTES, read_camels
+    from bmi_dhydro.checkpoint import load_checkpoint
+    from bmi_dhydro.datasets import read_camels
 
-    ds = read_camels(basins=BASINS)
+    names = load_checkpoint(checkpoint)[0].config.attributes  # the attributes the model reads
+    ds = read_camels(basins=BASINS, attributes=names)
     units = pd.DataFrame({"id": BASINS, "area_km2": ds["area_km2"].values, "lat": ds["lat"].values, "lon": ds["lon"].values,
-                          **{a: ds[a].values for a in DEFAULT_ATTRIBUTES}})
+                          **{a: ds[a].values for a in names}})
     units.to_csv(out / "units.csv", index=False)
     (out / "forcing.yaml").write_text(yaml.safe_dump({"camels": {"basins": BASINS, "product": "nldas"}}))
     specs = {}
