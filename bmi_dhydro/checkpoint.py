@@ -79,12 +79,17 @@ def save_checkpoint(model: DeltaModel, path, provenance: dict | None = None) -> 
         },
         "provenance": plain(provenance or {}),
     }
+    return atomic_torch_save(payload, path)
+
+
+def atomic_torch_save(obj, path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename: an existing file is never left half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(payload, tmp)
+        torch.save(obj, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

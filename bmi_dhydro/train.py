@@ -28,7 +28,6 @@ import json
 import math
 import os
 import subprocess
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tqdm import tqdm
 
 from . import __version__
-from .checkpoint import save_checkpoint
+from .checkpoint import atomic_torch_save, save_checkpoint
 from .datasets import ATTRIBUTE_UNITS, DEFAULT_ATTRIBUTES, attribute_tensor, model_forcings, open_camels
 from .metrics import format_table, skill_table
 from .model import DeltaModel, ModelConfig
@@ -228,18 +227,6 @@ def split_basins(basins, hucs, fraction: float, seed: int) -> tuple[list[int], l
     return train, val
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _learning_rate(opt, iteration: int, total: int) -> float:
     if opt.lr_schedule == "constant" or total <= 1:
         return opt.learning_rate
@@ -406,7 +393,7 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool 
         done_epochs = epoch
         if cfg.validation.patience is not None and since_best >= cfg.validation.patience and select:
             stopped_early = True
-        _atomic_torch_save({
+        atomic_torch_save({
             "config": json.dumps(config_dump, sort_keys=True), "epoch": epoch, "model": model.state_dict(),
             "optimizer": optim.state_dict(), "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
             "history": json.dumps(history), "best_epoch": best["epoch"], "best_score": best["score"],
