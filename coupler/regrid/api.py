@@ -151,8 +151,8 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
         attrs["generator"] = "bmi-dhydro coupler.regrid, native backend (exact polygon intersection)"
     xc_a, yc_a = src_c.lonlat_centers()
     xc_b, yc_b = dst_c.lonlat_centers()
-    va = src_c.lonlat_vertices() if isinstance(src_c, Grid) else None
-    vb = dst_c.lonlat_vertices() if isinstance(dst_c, Grid) else None
+    va = src_c.lonlat_vertices()
+    vb = dst_c.lonlat_vertices()
     w = Weights(n_a=src_c.size, n_b=dst_c.size, row=res["row"], col=res["col"], S=res["S"],
                 frac_a=res["frac_a"], frac_b=res["frac_b"], area_a=area_a, area_b=area_b,
                 xc_a=xc_a, yc_a=yc_a, xc_b=xc_b, yc_b=yc_b,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from .crs import LONLAT, RegridError
+from .crs import RegridError
 from .grids import CellSet, Grid, Polygons
 from .weights import Weights
 
@@ -38,24 +38,14 @@ def cdo_available() -> bool:
 
 def _corner_arrays(cells: CellSet) -> tuple[np.ndarray, np.ndarray]:
     """Corner longitudes/latitudes ``(n, nv)`` (degrees); short rings padded with their last corner."""
-    if isinstance(cells, Grid):
-        return cells.lonlat_vertices()
-    if not isinstance(cells, Polygons):
+    if not isinstance(cells, (Grid, Polygons)):
         raise RegridError(f"cells must be a Grid or Polygons, got {type(cells).__name__}")
-    g = cells.geoms if cells.is_geographic else cells.cell_polygons(LONLAT)
-    if np.any(shapely.get_type_id(g) != 3) or np.any(shapely.get_num_interior_rings(g) > 0):
+    if isinstance(cells, Polygons) and (np.any(shapely.get_type_id(cells.geoms) != 3)
+                                        or np.any(shapely.get_num_interior_rings(cells.geoms) > 0)):
         raise RegridError("CDO cells must be simple polygons (no holes, one part)")
-    rings = shapely.get_exterior_ring(g)
-    xy, idx = shapely.get_coordinates(rings, return_index=True)
-    counts = np.bincount(idx, minlength=g.size) - 1  # drop the closing vertex
-    nv = int(counts.max())
-    lon = np.empty((g.size, nv))
-    lat = np.empty((g.size, nv))
-    start = np.r_[0, np.cumsum(counts + 1)[:-1]]
-    for k in range(nv):
-        pos = start + np.minimum(k, counts - 1)
-        lon[:, k], lat[:, k] = xy[pos, 0], xy[pos, 1]
-    return lon, lat
+    v = cells.lonlat_vertices(max_values=2**62)
+    assert v is not None
+    return v
 
 
 def write_cdo_cells(cells: CellSet, path: str | os.PathLike, values: Any = None, great_circles: bool = True) -> None:
