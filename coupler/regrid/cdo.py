@@ -43,6 +43,8 @@ def _corner_arrays(cells: CellSet) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(cells, Polygons) and (np.any(shapely.get_type_id(cells.geoms) != 3)
                                         or np.any(shapely.get_num_interior_rings(cells.geoms) > 0)):
         raise RegridError("CDO cells must be simple polygons (no holes, one part)")
+    if isinstance(cells, Grid):
+        return cells.lonlat_vertices()
     v = cells.lonlat_vertices(max_values=2**62)
     assert v is not None
     return v
