@@ -115,12 +115,12 @@ def test_rectangle_overlaps_match_hand_computation():
 
 
 def test_lonlat_cells_are_densified_to_follow_parallels():
-    # 1-degree lon/lat cells at 40-48 N: their exact ellipsoidal area is known in closed form
+    # geometry="plane": 1-degree lon/lat cells at 40-48 N, their exact ellipsoidal area is known in closed form
     x = np.arange(-80.5, -70.0, 1.0)
     y = np.arange(47.5, 39.0, -1.0)  # descending latitude, like ERA5
     grid = Grid(x, y, "EPSG:4326")
     dst = Polygons([shapely.box(-82, 38, -68, 50)], "EPSG:4326", ["all"])
-    w = generate_weights(grid, dst, progress=False)
+    w = generate_weights(grid, dst, progress=False, geometry="plane")
     R = w.attrs["earth_radius_for_square_radians_m"]
     jj, ii = np.divmod(np.arange(grid.size), grid.nx)
     exact = ellipsoid_area_lonlat_box(grid.x_bounds[ii, 0], grid.x_bounds[ii, 1], grid.y_bounds[jj, 0],
@@ -128,7 +128,7 @@ def test_lonlat_cells_are_densified_to_follow_parallels():
     np.testing.assert_allclose(w.area_a * R * R, exact, rtol=2e-6)
     np.testing.assert_allclose(w.frac_a, 1.0, atol=1e-9)
     # without densification the cells are bounded by chords, not parallels: visibly wrong areas
-    w0 = generate_weights(grid, dst, progress=False, densify_deg=None)
+    w0 = generate_weights(grid, dst, progress=False, densify_deg=None, geometry="plane")
     assert np.max(np.abs(w0.area_a * R * R / exact - 1)) > 2e-5
 
 

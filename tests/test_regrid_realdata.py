@@ -96,7 +96,9 @@ def test_nwm_divides_agree_with_exactextract(nwm):
 def test_era5_hrus_lonlat_grid(era):
     grid, hrus = era
     assert grid.kind == "rectilinear" and not grid.is_uniform and grid.y[0] > grid.y[-1]  # latitude descending
-    w = generate_weights(grid, hrus, progress=False)
+    # the default for lon/lat cells is ESMF's sphere; the plane (parallels as cell edges, ellipsoidal areas) is
+    # checked here against the HRU areas and exactextract, the sphere against it at the end
+    w = generate_weights(grid, hrus, progress=False, geometry="plane")
     assert w.attrs["area_crs"].startswith("+proj=laea")
     # all HRUs lie inside the crop: fully covered, dstarea rows sum to 1
     np.testing.assert_allclose(w.frac_b, 1.0, atol=1e-9)
@@ -123,6 +125,16 @@ def test_era5_hrus_lonlat_grid(era):
     rhs = np.sum(t[0].ravel() * w.frac_a * w.area_a)
     assert abs(lhs - rhs) < 1e-10 * abs(rhs)
     assert 250.0 < d.min() and d.max() < 275.0  # January temperatures in Quebec, K
+    # ESMF's reading (great-circle cell edges, lon/lat as spherical coordinates): the weights move by the
+    # chord-versus-parallel difference only, and the sphere conserves its own integral as tightly
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the 11 self-touching HRU rings again
+        ws = generate_weights(grid, hrus, progress=False)
+    assert ws.attrs["geometry"].startswith("sphere")
+    assert 1e-5 < np.abs(ws.matrix.toarray() - w.matrix.toarray()).max() < 2e-3
+    np.testing.assert_allclose(ws.frac_b, 1.0, atol=1e-9)
+    ds_ = ws.apply(t)[0]
+    assert abs(np.sum(ds_ * ws.area_b) - np.sum(t[0].ravel() * ws.frac_a * ws.area_a)) < 1e-12 * abs(rhs)
     # bilinear at the HRU centroids against scipy's interpolator on the (lat, lon) axes
     from scipy.interpolate import RegularGridInterpolator
 
@@ -146,8 +158,18 @@ def test_esmf_mesh_from_ngen(tmp_path):
     w = generate_weights(grid, mesh, norm_type="fracarea", progress=False)
     np.testing.assert_allclose(w.frac_b, 1.0, atol=1e-9)
     R = w.attrs["earth_radius_for_square_radians_m"]
-    # the README of the ngen sample lists the divides as 13.3, 4.0, 5.5, 5.6, 3.3 km^2
-    np.testing.assert_allclose(w.area_b * R * R / 1e6, [13.3, 4.0, 5.5, 5.6, 3.3], atol=0.06)
+    wp = generate_weights(grid, mesh, norm_type="fracarea", progress=False, geometry="plane")
+    # the README of the ngen sample lists the divides as 13.3, 4.0, 5.5, 5.6, 3.3 km^2 (ellipsoidal areas)
+    km2 = wp.area_b * R * R / 1e6
+    np.testing.assert_allclose(km2, [13.3, 4.0, 5.5, 5.6, 3.3], atol=0.06)
+    # ESMF's sphere takes geodetic lon/lat as spherical coordinates: its areas (times R^2) differ from the
+    # ellipsoid's by the local area scale a^2 (1 - e^2) / ((1 - e^2 sin^2 lat)^2 R^2)
+    a, b = 6378137.0, 6356752.314245179
+    e2 = 1 - (b / a) ** 2
+    s2 = np.sin(np.deg2rad(lat)) ** 2
+    scale = a * a * (1 - e2) / ((1 - e2 * s2) ** 2 * R * R)
+    np.testing.assert_allclose(km2 / (w.area_b * R * R / 1e6), scale, rtol=2e-4)
+    assert np.abs(w.matrix.toarray() - wp.matrix.toarray()).max() < 1e-4
     # round trip through our ESMF mesh and SCRIP writers
     write_esmf_mesh(mesh, tmp_path / "mesh.nc")
     back = read_grid(tmp_path / "mesh.nc")

@@ -46,7 +46,16 @@ def test_file_layout_follows_esmf(tmp_path, nwm_pair):
         dims = {k: len(v) for k, v in nc.dimensions.items()}
         assert dims["n_a"] == 110 and dims["n_b"] == 10 and dims["n_s"] == w.n_s
         assert dims["nv_a"] == 4 and dims["num_wgts"] == 1 and dims["src_grid_rank"] == 2
-        assert dims["dst_grid_rank"] == 1 and "nv_b" not in dims
+        # polygon side: nv_b is the largest corner count; shorter rings repeat their last corner
+        parts = shapely.get_parts(divides.geoms)  # single-part MultiPolygons
+        assert parts.size == divides.size
+        nverts = shapely.get_num_coordinates(shapely.get_exterior_ring(parts)) - 1
+        assert dims["dst_grid_rank"] == 1 and dims["nv_b"] == nverts.max()
+        k = int(np.argmin(nverts))
+        lon_k, lat_k = np.asarray(nc["xv_b"][k]), np.asarray(nc["yv_b"][k])
+        assert np.all(lon_k[nverts[k]:] == lon_k[nverts[k] - 1]) and np.all(lat_k[nverts[k]:] == lat_k[nverts[k] - 1])
+        ring = np.asarray(shapely.get_exterior_ring(shapely.get_parts(divides.cell_polygons("EPSG:4326"))[k]).coords)[:-1]
+        np.testing.assert_allclose(np.column_stack([lon_k, lat_k])[:nverts[k]], ring, atol=1e-12)
         expect = {"S": ("n_s",), "row": ("n_s",), "col": ("n_s",), "frac_a": ("n_a",), "frac_b": ("n_b",),
                   "area_a": ("n_a",), "area_b": ("n_b",), "xc_a": ("n_a",), "yc_a": ("n_a",), "xc_b": ("n_b",),
                   "yc_b": ("n_b",), "mask_a": ("n_a",), "mask_b": ("n_b",), "xv_a": ("n_a", "nv_a"),

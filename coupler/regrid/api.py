@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .crs import RegridError, describe
+from .crs import authalic_radius, RegridError, describe
 from .grids import CellSet, Grid, Polygons, read_cells
 from .weights import Weights
 
@@ -16,6 +16,7 @@ __all__ = ["generate_weights", "UnmappedError", "esmpy_available"]
 GEN_METHODS = ("conserve", "bilinear", "nearest_stod", "patch")
 BACKENDS = ("native", "esmpy", "auto")
 UNMAPPED = ("error", "nan")
+GEOMETRIES = ("auto", "sphere", "plane")
 
 
 class UnmappedError(RegridError):
@@ -41,7 +42,8 @@ def _as_cells(obj: Any, which: str, kwargs: dict | None) -> CellSet:
 
 def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type: str = "dstarea",
                      backend: str = "native", unmapped: str = "error", area_crs: Any = "auto",
-                     densify_deg: float | None = 0.05, progress: bool = True,
+                     densify_deg: float | None = 0.05, geometry: str = "auto", densify_m: float = 20.0,
+                     progress: bool = True,
                      src_kwargs: dict | None = None, dst_kwargs: dict | None = None) -> Weights:
     """Compute regridding weights from ``src`` to ``dst``.
 
@@ -72,6 +74,16 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
     densify_deg:
         Native conservative only: maximum edge segment (degrees) for cells given in longitude/
         latitude before projection; ``None`` for no densification.
+    geometry:
+        Native conservative only. ``"sphere"``: cells are spherical polygons with great-circle edges
+        between their corners and areas are on the unit sphere, as in ESMF (any grid: global, poles,
+        seams; see :mod:`coupler.regrid.sphere`). ``"plane"``: exact intersection in the equal-area plane
+        ``area_crs`` (regional only; the behaviour before spherical support). ``"auto"`` (default):
+        ``"plane"`` when both sides are in projected CRSs or ``area_crs`` is given, ``"sphere"`` otherwise.
+    densify_m:
+        ``geometry="sphere"`` only: polygons in a projected CRS (hydrofabric divides in EPSG:5070) have
+        straight edges in that projection; they are densified to this step (CRS units, metres) before
+        their vertices are joined by great circles.
     progress:
         Show a tqdm progress bar.
     """
@@ -83,6 +95,10 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
         raise RegridError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if unmapped not in UNMAPPED:
         raise RegridError(f"unmapped must be 'error' or 'nan', got {unmapped!r}")
+    if geometry not in GEOMETRIES:
+        raise RegridError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+    if not (isinstance(densify_m, (int, float)) and densify_m > 0):
+        raise RegridError(f"densify_m must be a positive length in metres, got {densify_m!r}")
     if densify_deg is not None and not (densify_deg > 0):
         raise RegridError(f"densify_deg must be positive or None, got {densify_deg!r}")
     src_c = _as_cells(src, "src", src_kwargs)
@@ -105,7 +121,18 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
         if method == "patch":
             raise RegridError("method 'patch' is only available with backend='esmpy' (ESMPy is not importable "
                               "here); use 'bilinear' or 'conserve'")
-        if method == "conserve":
+        if method == "conserve" and geometry == "auto":
+            explicit = area_crs is not None and not (isinstance(area_crs, str) and area_crs == "auto")
+            geometry = "plane" if explicit or (src_c.crs.is_projected and dst_c.crs.is_projected) else "sphere"
+        if method == "conserve" and geometry == "sphere":
+            res = native.conserve_weights_sphere(src_c, dst_c, norm_type=norm_type, densify_m=densify_m,
+                                                 progress=progress)
+            area_a, area_b = res["area_a"], res["area_b"]
+            attrs["geometry"] = "sphere: great-circle cell edges, areas on the unit sphere (as ESMF)"
+            attrs["densify_m"] = float(densify_m)
+            # not used for the weights: the radius that turns the steradians into m^2 for users (WGS 84 authalic)
+            attrs["earth_radius_for_square_radians_m"] = authalic_radius(None)
+        elif method == "conserve":
             crs = native.choose_area_crs(src_c, dst_c, area_crs)
             res = native.conserve_weights(src_c, dst_c, norm_type=norm_type, area_crs=crs, densify_deg=densify_deg,
                                           progress=progress)
@@ -114,17 +141,18 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
             attrs["area_crs"] = describe(crs)
             attrs["earth_radius_for_square_radians_m"] = float(res["R"])
             attrs["densify_deg"] = float(densify_deg) if densify_deg else 0.0
+            attrs["geometry"] = "plane: exact intersection in an equal-area projection"
         elif method == "bilinear":
             res = native.bilinear_weights(src_c, dst_c)
             area_a = area_b = None
         else:
             res = native.nearest_stod_weights(src_c, dst_c)
             area_a = area_b = None
-        attrs["generator"] = "bmi-dhydro coupler.regrid, native backend (exact polygon intersection, equal-area plane)"
+        attrs["generator"] = "bmi-dhydro coupler.regrid, native backend (exact polygon intersection)"
     xc_a, yc_a = src_c.lonlat_centers()
     xc_b, yc_b = dst_c.lonlat_centers()
-    va = src_c.lonlat_vertices() if isinstance(src_c, Grid) else None
-    vb = dst_c.lonlat_vertices() if isinstance(dst_c, Grid) else None
+    va = src_c.lonlat_vertices()
+    vb = dst_c.lonlat_vertices()
     w = Weights(n_a=src_c.size, n_b=dst_c.size, row=res["row"], col=res["col"], S=res["S"],
                 frac_a=res["frac_a"], frac_b=res["frac_b"], area_a=area_a, area_b=area_b,
                 xc_a=xc_a, yc_a=yc_a, xc_b=xc_b, yc_b=yc_b,

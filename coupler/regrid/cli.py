@@ -52,6 +52,11 @@ def _build(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     w.add_argument("--area-crs", default="auto", help="native conserve: equal-area CRS for the intersections")
     w.add_argument("--densify-deg", type=float, default=0.05,
                    help="native conserve: densify lon/lat cell edges to this step (degrees); 0 disables")
+    w.add_argument("--geometry", default="auto", choices=("auto", "sphere", "plane"),
+                   help="native conserve: great-circle cells on the sphere as ESMF (sphere), exact intersection in "
+                        "an equal-area plane (plane), or plane when both sides are projected (auto, default)")
+    w.add_argument("--densify-m", type=float, default=20.0,
+                   help="native conserve on the sphere: densify polygons given in a projected CRS to this step (m)")
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
     w.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     w.set_defaults(_regrid_handler=_cmd_weights)
@@ -149,7 +154,8 @@ def _cmd_weights(args: argparse.Namespace) -> int:
         print(f"{side}: {cells[side].describe()}", file=sys.stderr)
     w: Weights = generate_weights(cells["src"], cells["dst"], args.method, norm_type=args.norm_type,
                                   backend=args.backend, unmapped=args.unmapped, area_crs=args.area_crs,
-                                  densify_deg=args.densify_deg or None, progress=not args.no_progress)
+                                  densify_deg=args.densify_deg or None, geometry=args.geometry,
+                                  densify_m=args.densify_m, progress=not args.no_progress)
     w.to_netcdf(out)
     print(w.summary(), file=sys.stderr)
     if args.method == "conserve" and args.norm_type == "dstarea" and w.partially_mapped.any():

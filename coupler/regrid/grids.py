@@ -686,6 +686,29 @@ class Polygons(CellSet):
             g = shapely.segmentize(g, float(densify_deg))
         return self._project(target_crs, g)
 
+    def lonlat_vertices(self, max_values: int = 50_000_000) -> tuple[np.ndarray, np.ndarray] | None:
+        """Corners in degrees, ``(size, nv)`` each with ``nv`` the largest corner count (ESMF's ``xv``/``yv``).
+
+        Each cell's exterior ring without its closing vertex (of its largest part when it has several;
+        holes are not listed); shorter rings are padded by repeating their last corner. Polygons in a
+        projected CRS give their vertices transformed to longitude/latitude. ``None`` when the array
+        would hold more than ``max_values`` numbers (the weight file is then written without them).
+        """
+        g = self.geoms if self.is_geographic else self._project(LONLAT, self.geoms)
+        parts, pidx = shapely.get_parts(g, return_index=True)
+        if parts.size != g.size:
+            order = np.lexsort((-shapely.area(parts), pidx))
+            first = order[np.r_[True, pidx[order][1:] != pidx[order][:-1]]]
+            parts = parts[first]
+        xy, idx = shapely.get_coordinates(shapely.get_exterior_ring(parts), return_index=True)
+        counts = np.bincount(idx, minlength=parts.size) - 1
+        nv = int(counts.max())
+        if nv * parts.size > max_values:
+            return None
+        start = np.r_[0, np.cumsum(counts + 1)[:-1]]
+        pos = start[:, None] + np.minimum(np.arange(nv)[None, :], (counts - 1)[:, None])
+        return xy[pos, 0], xy[pos, 1]
+
     def centers(self, target_crs: CRS | None = None) -> tuple[np.ndarray, np.ndarray]:
         target_crs = self.crs if target_crs is None else as_crs(target_crs)
         if self._centers is not None:

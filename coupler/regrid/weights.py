@@ -18,7 +18,8 @@ variable                  dimensions          meaning
 ``area_a``, ``area_b``    ``n_a`` / ``n_b``   cell areas in **square radians** (area on the unit
                                               sphere); 0 for non-conservative methods
 ``xc_*``, ``yc_*``        ``n_a`` / ``n_b``   cell centre longitude/latitude, degrees
-``xv_*``, ``yv_*``        ``(n, nv_*)``       cell corners, degrees (structured grids only)
+``xv_*``, ``yv_*``        ``(n, nv_*)``       cell corners, degrees; for polygons and meshes ``nv`` is the largest
+                                              corner count, shorter rings repeat their last corner
 ``mask_a``, ``mask_b``    ``n_a`` / ``n_b``   1 = active cell, 0 = masked (int)
 ``src_grid_dims``         ``src_grid_rank``   source grid shape, Fortran order (nx, ny)
 ``dst_grid_dims``         ``dst_grid_rank``   destination grid shape, Fortran order
