@@ -399,6 +399,7 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool 
             "history": json.dumps(history), "best_epoch": best["epoch"], "best_score": best["score"],
             "best_state": best["state_dict"] or {}, "since_best": since_best,
             "wall_time_s": wall_before + time.time() - t_start,
+            "train_basins": [basins[i] for i in train_idx], "validation_basins": [basins[i] for i in val_idx],
         }, state_path)
         write_history_csv(outdir / "history.csv", history)
         if cfg.output.plots:

@@ -29,7 +29,8 @@ def main(run_dir, out):
     model.load_state_dict(st["best_state"] or st["model"])
     prov = {"unfinished_run": True, "epochs_done": st["epoch"], "selected_epoch": st["best_epoch"],
             "validation_median_nse": st["best_score"], "train_config": cfg, "history": json.loads(st["history"]),
-            "data": {"product": cfg["data"]["product"]}}
+            "data": {"product": cfg["data"]["product"], "train_basins": st.get("train_basins", []),
+                     "validation_basins": st.get("validation_basins", [])}}
     print(f"wrote {save_checkpoint(model, out, prov)} (epoch {st['best_epoch']} of {st['epoch']} done)")
 
 
