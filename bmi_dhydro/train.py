@@ -103,6 +103,7 @@ class OptimSection(_Strict):
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = Field(0, ge=0)  # 0: torch default
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$")  # auto: a CUDA GPU when torch sees one, else the CPU
 
 
 class OutputSection(_Strict):
@@ -147,8 +148,9 @@ def simulate(model: DeltaModel, ds, start, end, warmup_days: int = 365, dtype=to
     """
     t0 = pd.Timestamp(start) - pd.Timedelta(days=warmup_days)
     sub = ds.sel(time=slice(t0, pd.Timestamp(end)))
-    forc = model_forcings(sub, model.config.pet_method, dtype=dtype)
-    attrs = attribute_tensor(sub, model.config.attributes, dtype=dtype)
+    device = next(model.parameters()).device
+    forc = model_forcings(sub, model.config.pet_method, dtype=dtype).to(device)
+    attrs = attribute_tensor(sub, model.config.attributes, dtype=dtype).to(device)
     n_warm = int((sub.time < pd.Timestamp(start)).sum())
     with torch.no_grad():
         prep = model.prepare(attrs)
@@ -157,7 +159,7 @@ def simulate(model: DeltaModel, ds, start, end, warmup_days: int = 365, dtype=to
             state = model.warmup(state, forc[:n_warm], prep)
         kw = {} if outputs is None else {"outputs": outputs}
         _, out = model.unroll(state, forc[n_warm:], prep, **kw)
-    res = {k: v.transpose(0, 1).double().numpy() for k, v in out.items()}
+    res = {k: v.transpose(0, 1).double().cpu().numpy() for k, v in out.items()}
     return res, sub.time.values[n_warm:]
 
 
@@ -308,8 +310,13 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool 
     obs_tr = obs[lo:].numpy()
     q_std = torch.tensor([float(np.nanstd(obs_tr[:, b])) if np.isfinite(obs_tr[:, b]).any() else 1.0 for b in range(len(train_idx))])
 
+    device = torch.device("cuda" if opt.device == "cuda" or (opt.device == "auto" and torch.cuda.is_available()) else "cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("training.device: expected a CUDA GPU, but torch sees none (use auto or cpu)")
+    model = model.to(device)  # the fused physics kernel is CPU-only: on a GPU the eager engine runs (engine: auto)
+    q_std = q_std.to(device)
     optim = torch.optim.Adam(model.parameters(), lr=opt.learning_rate)
-    forc32, obs32, attrs32 = forc.float(), obs.float(), attrs.float()
+    forc32, obs32, attrs32 = forc.float().to(device), obs.float().to(device), attrs.float().to(device)
     total_its = opt.epochs * opt.iterations_per_epoch
     history: list[dict] = []
     best = {"epoch": 0, "score": -math.inf, "state_dict": None}
@@ -356,9 +363,9 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool 
             batch = rng.choice(trainable, size=min(opt.batch_basins, len(trainable)), replace=len(trainable) < opt.batch_basins)
             s = np.array([starts[b][rng.integers(len(starts[b]))] for b in batch])
             idx = s[None, :] + np.arange(opt.warmup_days + opt.window_days)[:, None]
-            bt = torch.as_tensor(batch)
-            f = forc32[torch.as_tensor(idx), bt]  # (T, B, 3)
-            y = obs32[torch.as_tensor(idx[opt.warmup_days :]), bt]
+            bt = torch.as_tensor(batch, device=device)
+            f = forc32[torch.as_tensor(idx, device=device), bt]  # (T, B, 3)
+            y = obs32[torch.as_tensor(idx[opt.warmup_days :], device=device), bt]
             a = attrs32[bt]
             state = model.initial_state(len(batch))
             prep = model.prepare(a)
@@ -412,6 +419,7 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool 
 
     if best["state_dict"] is not None:
         model.load_state_dict(best["state_dict"])
+    model = model.cpu()  # the checkpoint and the evaluations are on the CPU
     model.eval()
     val_rows, *_ = evaluate(model, val_ds, val_period, cfg.periods.warmup_days)
     write_metrics_csv(outdir / "metrics_validation.csv", val_rows)
@@ -443,6 +451,7 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool 
         "seconds_per_iteration": round(its / max(1, done_epochs * opt.iterations_per_epoch), 4),
         "torch_version": torch.__version__,
         "threads": torch.get_num_threads(),
+        "device": str(device),
     }
     ck = save_checkpoint(model, outdir / cfg.output.checkpoint, provenance)
     (outdir / "history.json").write_text(json.dumps(history, indent=1))

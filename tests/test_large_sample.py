@@ -235,3 +235,12 @@ def test_evaluate_command_writes_table_csv_and_plot(tmp_path, capsys):
     text = (tmp_path / "summary.md").read_text()
     assert "median NSE" in text and "| 17 |" in text
     assert (tmp_path / "nse_cdf.png").stat().st_size > 5000
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_cuda_device_without_a_gpu_is_a_clear_error(tmp_path):
+    from bmi_dhydro import train as tr
+
+    cfg, base = tr.load_train_config(_tiny_config(tmp_path, training={"epochs": 1, "device": "cuda"}))
+    with pytest.raises(ValueError, match="training.device: expected a CUDA GPU"):
+        tr.train(cfg, base, progress=False)
