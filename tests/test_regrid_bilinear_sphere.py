@@ -332,3 +332,24 @@ def test_bilinear_against_cdo_genbil(case):
     if r["n_cap"]:
         # poleward of the last source row CDO averages neighbours; ESMF's pole triangles are more accurate
         assert r["err_native_cap"] < r["err_cdo_cap"], r
+
+
+def test_global_grid_given_as_curvilinear_is_closed_and_has_poles():
+    # the same global grid as 2-D coordinates: periodicity and poles come from the centres, not from bounds
+    src = lonlat_grid(10.0, 8.0)
+    LON, LAT = np.meshgrid(src.x, src.y)
+    curv = Grid(LON, LAT, "EPSG:4326")
+    assert curv.kind == "curvilinear"
+    rng = np.random.default_rng(8)
+    dst = points(rng.uniform(-180, 180, 300), np.rad2deg(np.arcsin(rng.uniform(-1, 1, 300))))
+    a = generate_weights(src, dst, "bilinear", progress=False)
+    b = generate_weights(curv, dst, "bilinear", progress=False)
+    assert a.n_unmapped == 0 and b.n_unmapped == 0
+    assert np.abs(a.matrix - b.matrix).max() < 1e-12
+    # a regional curvilinear grid is not closed: points beyond its ends stay unmapped
+    half = Grid(LON[:, :18], LAT[:, :18], "EPSG:4326")
+    c = generate_weights(half, dst, "bilinear", progress=False, unmapped="nan")
+    lon, lat = dst.lonlat_centers()
+    lon = lon % 360.0  # centres of the 18 columns: 5 .. 175
+    outside = (lon > 175.0 + 1e-9) | (lon < 5.0 - 1e-9)
+    assert np.all(c.unmapped[outside]) and not np.any(c.unmapped[(lon > 5.5) & (lon < 174.5) & (np.abs(lat) < 85)])
