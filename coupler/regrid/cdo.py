@@ -152,7 +152,7 @@ def cdo_weights(src: CellSet, dst: CellSet, method: str = "conserve", norm_type:
     ``genbil`` reads the source as a longitude/latitude or curvilinear grid (:func:`write_cdo_grid`) and
     interpolates at the destination cell centres. CDO's bilinear works in longitude/latitude (a Newton
     iteration on the quad of four source centres with longitude differences wrapped), not in 3-D as ESMF;
-    where no quad contains a point it falls back to a distance-weighted average of the nearest source
+    where no quad contains a point it falls back to an inverse-distance average of the 4 nearest source
     points when the source is global (CDO's ``REMAP_EXTRAPOLATE``, on by default for cyclic grids).
     """
     if not cdo_available():

@@ -231,11 +231,19 @@ def bilinear_sphere(nodes: np.ndarray, active: np.ndarray, points: np.ndarray, *
     if not periodic:
         quad_ok[:, -1] = False
 
+    # a point inside a quad is within the quad's longest diagonal of its nearest centre: farther points are
+    # outside every quad and skip the wider search
+    g2 = nodes.reshape(ny, nx, 3)
+    diag = max(float(np.linalg.norm(g2[1:, i1] - g2[:-1], axis=2)[quad_ok].max(initial=0.0)),
+               float(np.linalg.norm(g2[1:] - g2[:-1, i1], axis=2)[quad_ok].max(initial=0.0)))
+    nearest_d = np.full(n, np.inf)
+
     def try_quads(idx: np.ndarray, k: int) -> None:
         step = max(1000, chunk * 4 // k)
         for s in range(0, idx.size, step):
             sel = idx[s:s + step]
-            _, near = tree.query(points[sel], k=min(k, flat.shape[0]))
+            dist, near = tree.query(points[sel], k=min(k, flat.shape[0]))
+            nearest_d[sel] = dist.reshape(sel.size, -1)[:, 0]
             near = near.reshape(sel.size, -1)
             jn, in_ = np.divmod(near, nx)
             cj, ci, valid = _quad_candidates(jn, in_, ny, nx, periodic)
@@ -262,7 +270,7 @@ def bilinear_sphere(nodes: np.ndarray, active: np.ndarray, points: np.ndarray, *
             ok[g] = True
 
     try_quads(np.arange(n), 4)
-    left = np.nonzero(~ok)[0]
+    left = np.nonzero(~ok & (nearest_d <= diag * (1 + 1e-9)))[0]
     if left.size:
         try_quads(left, 16)  # anisotropic cells (e.g. next to a pole): the containing quad's corners further away
     extra_cols: list[np.ndarray] = []
