@@ -353,3 +353,19 @@ def test_global_grid_given_as_curvilinear_is_closed_and_has_poles():
     lon = lon % 360.0  # centres of the 18 columns: 5 .. 175
     outside = (lon > 175.0 + 1e-9) | (lon < 5.0 - 1e-9)
     assert np.all(c.unmapped[outside]) and not np.any(c.unmapped[(lon > 5.5) & (lon < 174.5) & (np.abs(lat) < 85)])
+
+
+def test_grid_with_centres_on_the_poles():
+    # end rows at +-90: the quads next to the poles collapse to triangles, every point is mapped
+    lon, lat = np.arange(0.0, 360.0, 10.0), np.arange(-90.0, 90.1, 10.0)
+    src = Grid(lon, lat, "EPSG:4326", y_bounds=np.column_stack([np.clip(lat - 5, -90, 90), np.clip(lat + 5, -90, 90)]))
+    rng = np.random.default_rng(9)
+    dst = points(np.r_[rng.uniform(-180, 180, 200), 0.0, 33.0, 71.0],
+                 np.r_[np.rad2deg(np.arcsin(rng.uniform(-1, 1, 200))), 90.0, -90.0, 89.9])
+    w = generate_weights(src, dst, "bilinear", progress=False)
+    assert w.n_unmapped == 0
+    np.testing.assert_allclose(w.row_sums, 1.0, rtol=1e-12)
+    f, truth = smooth(src), smooth(dst)
+    out = w.apply(f)
+    np.testing.assert_allclose(out[200:202], truth[200:202], rtol=1e-12)  # the pole rows hold the pole's value
+    assert np.abs(out - truth).max() < 0.05 * np.ptp(f)
