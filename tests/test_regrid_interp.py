@@ -41,9 +41,19 @@ def test_bilinear_exact_on_linear_field_lonlat_descending_latitude():
     rng = np.random.default_rng(1)
     px = rng.uniform(-99.9, -70.1, 150)  # -180..180 convention, grid in 0..360
     py = rng.uniform(35.1, 54.9, 150)
-    w = generate_weights(grid, points_as_cells(px, py, "EPSG:4326"), "bilinear", progress=False)
+    dst = points_as_cells(px, py, "EPSG:4326")
+    w = generate_weights(grid, dst, "bilinear", geometry="plane", progress=False)
     LON, LAT = np.meshgrid(lon, lat)
-    np.testing.assert_allclose(w.apply(linear(LON, LAT)), linear(px + 360.0, py), rtol=1e-11)
+    f = linear(LON, LAT)
+    np.testing.assert_allclose(w.apply(f), linear(px + 360.0, py), rtol=1e-11)
+    # on the sphere (ESMF's definition, the default for lon/lat) a quad's edges are chords, not parallels:
+    # the result moves by the sagitta of 0.25 degree cells only, and does not depend on the row order
+    ws = generate_weights(grid, dst, "bilinear", progress=False)
+    assert ws.attrs["geometry"].startswith("sphere")
+    diff = np.abs(ws.apply(f) - w.apply(f)).max() / np.ptp(f)
+    assert 1e-8 < diff < 1e-5, diff
+    flipped = generate_weights(Grid(lon, lat[::-1], "EPSG:4326"), dst, "bilinear", progress=False)
+    np.testing.assert_allclose(flipped.apply(f[::-1]), ws.apply(f), rtol=1e-12)
 
 
 def test_bilinear_exact_on_linear_field_curvilinear():
@@ -85,7 +95,11 @@ def test_bilinear_across_the_periodic_longitude_seam():
     lat = np.arange(-89.5, 90.0, 1.0)
     grid = Grid(lon, lat, "EPSG:4326")
     dst = points_as_cells(np.array([359.9, -0.25]), np.array([10.0, 10.25]), "EPSG:4326")
-    w = generate_weights(grid, dst, "bilinear", progress=False)
+    w = generate_weights(grid, dst, "bilinear", geometry="plane", progress=False)
+    ws = generate_weights(grid, dst, "bilinear", progress=False)  # on the sphere: the same 4 cells, nearly equal
+    assert set(ws.matrix.tocoo().col) == set(w.matrix.tocoo().col)
+    assert np.abs(ws.matrix.toarray() - w.matrix.toarray()).max() < 1e-3
+    np.testing.assert_allclose(ws.row_sums, 1.0, rtol=1e-12)
     m = w.matrix.toarray()
     j = int(np.searchsorted(lat, 10.0)) - 1  # lat row below 10.0 (9.5)
     nx = lon.size

@@ -138,10 +138,16 @@ def test_era5_hrus_lonlat_grid(era):
     # bilinear at the HRU centroids against scipy's interpolator on the (lat, lon) axes
     from scipy.interpolate import RegularGridInterpolator
 
-    wb = generate_weights(grid, hrus, "bilinear", progress=False)
+    wb = generate_weights(grid, hrus, "bilinear", geometry="plane", progress=False)
     lon, lat = hrus.lonlat_centers()
     interp = RegularGridInterpolator((grid.y[::-1], grid.x), t[0][::-1], method="linear")
     np.testing.assert_allclose(wb.apply(t)[0], interp(np.column_stack([lat, lon + 360.0])), rtol=1e-12)
+    # ESMF's bilinear on the sphere (the default for a lon/lat source) moves the values by the chord-versus-
+    # parallel difference of 0.25 degree cells: ~1e-4 K here, 1e-5 of the field's range
+    ws = generate_weights(grid, hrus, "bilinear", progress=False)
+    assert ws.attrs["geometry"].startswith("sphere")
+    d = np.abs(ws.apply(t)[0] - wb.apply(t)[0]).max()
+    assert 1e-6 < d < 3e-5 * np.ptp(t[0]), (d, np.ptp(t[0]))
 
 
 def test_esmf_mesh_from_ngen(tmp_path):

@@ -33,7 +33,8 @@ Backends
     great-circle edges cut across the parallels that really bound the cells (up to ~8 m of
     sagitta for a 0.25 degree cell at mid-latitudes), which changes individual weights of small
     polygons by up to ~2e-3 (ERA5 0.25 degree onto 51 HRUs).
-    See :mod:`coupler.regrid.native` for details and for how bilinear and nearest_stod work.
+    See :mod:`coupler.regrid.native` for details and for how bilinear, nearest_stod and nearest_dtos work
+    (bilinear on the sphere as ESMF defines it: :mod:`coupler.regrid.interp_sphere`).
 ``esmpy``
     ESMF itself through ESMPy, when it can be imported (:mod:`coupler.regrid.esmpy_backend`);
     same API, same :class:`Weights` and file output.

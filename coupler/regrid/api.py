@@ -13,10 +13,12 @@ from .weights import Weights
 
 __all__ = ["generate_weights", "UnmappedError", "esmpy_available"]
 
-GEN_METHODS = ("conserve", "bilinear", "nearest_stod", "patch")
+GEN_METHODS = ("conserve", "bilinear", "nearest_stod", "nearest_dtos", "patch")
 BACKENDS = ("native", "esmpy", "auto")
 UNMAPPED = ("error", "nan")
 GEOMETRIES = ("auto", "sphere", "plane")
+EXTRAP_METHODS = ("none", "nearest_stod")
+POLE_METHODS = ("all", "none")
 
 
 class UnmappedError(RegridError):
@@ -43,7 +45,7 @@ def _as_cells(obj: Any, which: str, kwargs: dict | None) -> CellSet:
 def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type: str = "dstarea",
                      backend: str = "native", unmapped: str = "error", area_crs: Any = "auto",
                      densify_deg: float | None = 0.05, geometry: str = "auto", densify_m: float = 20.0,
-                     progress: bool = True,
+                     extrap_method: str = "none", pole_method: str = "all", progress: bool = True,
                      src_kwargs: dict | None = None, dst_kwargs: dict | None = None) -> Weights:
     """Compute regridding weights from ``src`` to ``dst``.
 
@@ -55,7 +57,9 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
         passed to the reader, e.g. ``{"var": "RAINRATE"}`` or ``{"id_field": "divide_id"}``).
     method:
         ESMF's names: ``"conserve"`` (first-order conservative), ``"bilinear"``,
-        ``"nearest_stod"`` (nearest source to destination), ``"patch"`` (ESMPy backend only).
+        ``"nearest_stod"`` (nearest source to destination), ``"nearest_dtos"`` (each source to its nearest
+        destination, weight 1: a destination receives the **sum** of its sources, as in ESMF),
+        ``"patch"`` (ESMPy backend only).
     norm_type:
         ``"dstarea"`` (ESMF default: ``S = A_ij / area_b_j``, so a destination only partly over
         the source gets a proportionally smaller value) or ``"fracarea"``
@@ -75,15 +79,25 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
         Native conservative only: maximum edge segment (degrees) for cells given in longitude/
         latitude before projection; ``None`` for no densification.
     geometry:
-        Native conservative only. ``"sphere"``: cells are spherical polygons with great-circle edges
-        between their corners and areas are on the unit sphere, as in ESMF (any grid: global, poles,
-        seams; see :mod:`coupler.regrid.sphere`). ``"plane"``: exact intersection in the equal-area plane
-        ``area_crs`` (regional only; the behaviour before spherical support). ``"auto"`` (default):
-        ``"plane"`` when both sides are in projected CRSs or ``area_crs`` is given, ``"sphere"`` otherwise.
+        Native conservative and bilinear. Conservative: ``"sphere"``: cells are spherical polygons with
+        great-circle edges between their corners and areas are on the unit sphere, as in ESMF (any grid:
+        global, poles, seams; see :mod:`coupler.regrid.sphere`); ``"plane"``: exact intersection in the
+        equal-area plane ``area_crs`` (regional only; the behaviour before spherical support). Bilinear:
+        ``"sphere"``: ESMF's bilinear on the sphere (quadrilaterals of source centres in 3-D, pole
+        triangles on global grids; see :mod:`coupler.regrid.interp_sphere`); ``"plane"``: bilinear in the
+        source grid's own coordinates. ``"auto"`` (default): ``"plane"`` when both sides are in projected
+        CRSs (or, conservative, ``area_crs`` is given), ``"sphere"`` otherwise.
     densify_m:
         ``geometry="sphere"`` only: polygons in a projected CRS (hydrofabric divides in EPSG:5070) have
         straight edges in that projection; they are densified to this step (CRS units, metres) before
         their vertices are joined by great circles.
+    extrap_method:
+        Native bilinear and nearest_dtos (ESMF's ``--extrap_method``): ``"none"`` (default) or
+        ``"nearest_stod"`` (active destinations left unmapped take the nearest active source centre).
+    pole_method:
+        Native bilinear on a global (periodic) source grid: ``"all"`` (ESMF's default for
+        non-conservative methods: a pole node, the mean of the end row, closes the gap past the last row)
+        or ``"none"`` (points past the last row are unmapped).
     progress:
         Show a tqdm progress bar.
     """
@@ -97,6 +111,13 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
         raise RegridError(f"unmapped must be 'error' or 'nan', got {unmapped!r}")
     if geometry not in GEOMETRIES:
         raise RegridError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+    if extrap_method not in EXTRAP_METHODS:
+        raise RegridError(f"extrap_method must be one of {EXTRAP_METHODS}, got {extrap_method!r}")
+    if pole_method not in POLE_METHODS:
+        raise RegridError(f"pole_method must be one of {POLE_METHODS}, got {pole_method!r}")
+    if extrap_method != "none" and method == "conserve":
+        raise RegridError(f"extrap_method={extrap_method!r} is for non-conservative methods (as in ESMF); method is "
+                          "'conserve'")
     if not (isinstance(densify_m, (int, float)) and densify_m > 0):
         raise RegridError(f"densify_m must be a positive length in metres, got {densify_m!r}")
     if densify_deg is not None and not (densify_deg > 0):
@@ -112,7 +133,7 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
     if backend == "esmpy":
         from .esmpy_backend import esmpy_weights
 
-        res = esmpy_weights(src_c, dst_c, method, norm_type=norm_type)
+        res = esmpy_weights(src_c, dst_c, method, norm_type=norm_type, extrap_method=extrap_method)
         attrs["generator"] = f"bmi-dhydro coupler.regrid, ESMPy backend (ESMF {res.get('esmf_version', '?')})"
         area_a, area_b = res.get("area_a_sr"), res.get("area_b_sr")
     else:
@@ -121,8 +142,9 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
         if method == "patch":
             raise RegridError("method 'patch' is only available with backend='esmpy' (ESMPy is not importable "
                               "here); use 'bilinear' or 'conserve'")
-        if method == "conserve" and geometry == "auto":
-            explicit = area_crs is not None and not (isinstance(area_crs, str) and area_crs == "auto")
+        if geometry == "auto":
+            explicit = method == "conserve" and area_crs is not None and not (isinstance(area_crs, str)
+                                                                                and area_crs == "auto")
             geometry = "plane" if explicit or (src_c.crs.is_projected and dst_c.crs.is_projected) else "sphere"
         if method == "conserve" and geometry == "sphere":
             res = native.conserve_weights_sphere(src_c, dst_c, norm_type=norm_type, densify_m=densify_m,
@@ -143,12 +165,21 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
             attrs["densify_deg"] = float(densify_deg) if densify_deg else 0.0
             attrs["geometry"] = "plane: exact intersection in an equal-area projection"
         elif method == "bilinear":
-            res = native.bilinear_weights(src_c, dst_c)
+            res = native.bilinear_weights(src_c, dst_c, geometry=geometry, extrap_method=extrap_method,
+                                          pole_method=pole_method)
+            area_a = area_b = None
+            attrs["geometry"] = ("sphere: ESMF bilinear on the sphere (3-D quadrilaterals of source centres, "
+                                 f"pole_method {pole_method})" if geometry == "sphere"
+                                 else "plane: bilinear in the source grid's coordinates")
+        elif method == "nearest_dtos":
+            res = native.nearest_dtos_weights(src_c, dst_c, extrap_method=extrap_method)
             area_a = area_b = None
         else:
             res = native.nearest_stod_weights(src_c, dst_c)
             area_a = area_b = None
         attrs["generator"] = "bmi-dhydro coupler.regrid, native backend (exact polygon intersection)"
+    if extrap_method != "none":
+        attrs["extrap_method"] = extrap_method
     xc_a, yc_a = src_c.lonlat_centers()
     xc_b, yc_b = dst_c.lonlat_centers()
     va = src_c.lonlat_vertices()

@@ -29,7 +29,7 @@ from .crs import RegridError
 from .grids import CellSet, Grid, Polygons
 from .weights import Weights
 
-__all__ = ["cdo_available", "write_cdo_cells", "read_scrip_weights", "cdo_weights"]
+__all__ = ["cdo_available", "write_cdo_cells", "write_cdo_grid", "read_scrip_weights", "cdo_weights"]
 
 
 def cdo_available() -> bool:
@@ -80,6 +80,44 @@ def write_cdo_cells(cells: CellSet, path: str | os.PathLike, values: Any = None,
         v[:] = data
 
 
+def write_cdo_grid(grid: Grid, path: str | os.PathLike, values: Any = None) -> None:
+    """Write a structured grid as a CF grid CDO's bilinear accepts: 1-D ``lon``/``lat`` for a rectilinear
+    longitude/latitude grid, 2-D ``lon(y, x)``/``lat(y, x)`` (curvilinear) otherwise; masked cells missing.
+
+    CDO takes the grid as cyclic (global in longitude) when its longitudes span 360 degrees.
+    """
+    import netCDF4
+
+    if not isinstance(grid, Grid):
+        raise RegridError(f"grid must be a Grid (CDO's bilinear needs a structured source), got {type(grid).__name__}")
+    if values is None:
+        values = np.ones(grid.size)
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.size != grid.size:
+        raise RegridError(f"values has {values.size} entries, the grid has {grid.size} cells")
+    lon, lat = grid.lonlat_centers()
+    with netCDF4.Dataset(str(path), "w", format="NETCDF4") as nc:
+        if grid.kind == "rectilinear" and grid.is_geographic:
+            nc.createDimension("lat", grid.ny)
+            nc.createDimension("lon", grid.nx)
+            dims_lon, dims_lat, fdims = ("lon",), ("lat",), ("lat", "lon")
+            lon_v, lat_v = grid.x, grid.y
+        else:
+            nc.createDimension("y", grid.ny)
+            nc.createDimension("x", grid.nx)
+            dims_lon = dims_lat = fdims = ("y", "x")
+            lon_v, lat_v = lon.reshape(grid.shape), lat.reshape(grid.shape)
+        for name, dims, data, units, sn in (("lon", dims_lon, lon_v, "degrees_east", "longitude"),
+                                            ("lat", dims_lat, lat_v, "degrees_north", "latitude")):
+            v = nc.createVariable(name, "f8", dims)
+            v.units, v.standard_name = units, sn
+            v[:] = data
+        v = nc.createVariable("f", "f8", fdims, fill_value=-9e33)
+        if fdims == ("y", "x"):
+            v.coordinates = "lat lon"
+        v[:] = np.where(grid.mask, values, -9e33).reshape(grid.shape)
+
+
 def read_scrip_weights(path: str | os.PathLike, method: str = "conserve") -> Weights:
     """Read a SCRIP-layout remap file (CDO's ``gen*`` output) as :class:`~coupler.regrid.weights.Weights`."""
     import netCDF4
@@ -109,7 +147,14 @@ def read_scrip_weights(path: str | os.PathLike, method: str = "conserve") -> Wei
 
 def cdo_weights(src: CellSet, dst: CellSet, method: str = "conserve", norm_type: str = "dstarea",
                 great_circles: bool = True, workdir: str | os.PathLike | None = None, timeout: float = 600) -> Weights:
-    """Weights from CDO (``gencon`` for ``conserve``, ``genbil`` for ``bilinear``) between two cell sets."""
+    """Weights from CDO (``gencon`` for ``conserve``, ``genbil`` for ``bilinear``) between two cell sets.
+
+    ``genbil`` reads the source as a longitude/latitude or curvilinear grid (:func:`write_cdo_grid`) and
+    interpolates at the destination cell centres. CDO's bilinear works in longitude/latitude (a Newton
+    iteration on the quad of four source centres with longitude differences wrapped), not in 3-D as ESMF;
+    where no quad contains a point it falls back to an inverse-distance average of the 4 nearest source
+    points when the source is global (CDO's ``REMAP_EXTRAPOLATE``, on by default for cyclic grids).
+    """
     if not cdo_available():
         raise RegridError("cdo is not on PATH (apt-get install cdo)")
     op = {"conserve": "gencon", "bilinear": "genbil", "nearest_stod": "gennn"}.get(method)
@@ -117,7 +162,12 @@ def cdo_weights(src: CellSet, dst: CellSet, method: str = "conserve", norm_type:
         raise RegridError(f"method must be conserve, bilinear or nearest_stod for CDO, got {method!r}")
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         s, d, w = Path(tmp) / "src.nc", Path(tmp) / "dst.nc", Path(tmp) / "w.nc"
-        write_cdo_cells(src, s, great_circles=great_circles)
+        if method == "bilinear":
+            if not isinstance(src, Grid):
+                raise RegridError(f"cdo genbil needs a structured source grid, got {src.describe()}")
+            write_cdo_grid(src, s)
+        else:
+            write_cdo_cells(src, s, great_circles=great_circles)
         write_cdo_cells(dst, d, great_circles=great_circles)
         env = dict(os.environ, CDO_REMAP_NORM="destarea" if norm_type == "dstarea" else "fracarea",
                    OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))

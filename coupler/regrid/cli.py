@@ -35,7 +35,8 @@ def _build(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     w.add_argument("src", help="source grid: NetCDF (CF/SCRIP/ESMF mesh) or polygon file")
     w.add_argument("dst", help="destination: polygon file (GeoPackage/GeoParquet/Shapefile/...) or NetCDF grid")
     w.add_argument("-o", "--output", required=True, help="weight file to write (NetCDF)")
-    w.add_argument("--method", default="conserve", choices=("conserve", "bilinear", "nearest_stod", "patch"))
+    w.add_argument("--method", default="conserve",
+                   choices=("conserve", "bilinear", "nearest_stod", "nearest_dtos", "patch"))
     w.add_argument("--norm-type", default="dstarea", choices=("dstarea", "fracarea"),
                    help="conservative normalisation (ESMF's --norm_type); default dstarea")
     w.add_argument("--backend", default="native", choices=("native", "esmpy", "auto"))
@@ -53,8 +54,17 @@ def _build(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     w.add_argument("--densify-deg", type=float, default=0.05,
                    help="native conserve: densify lon/lat cell edges to this step (degrees); 0 disables")
     w.add_argument("--geometry", default="auto", choices=("auto", "sphere", "plane"),
-                   help="native conserve: great-circle cells on the sphere as ESMF (sphere), exact intersection in "
-                        "an equal-area plane (plane), or plane when both sides are projected (auto, default)")
+                   help="native conserve and bilinear: on the sphere as ESMF (sphere: great-circle cells; bilinear "
+                        "in 3-D quadrilaterals of source centres), in a plane (plane: exact intersection in an "
+                        "equal-area projection; bilinear in the source grid's coordinates), or plane when both "
+                        "sides are projected (auto, default)")
+    w.add_argument("--extrap", "--extrap-method", dest="extrap_method", default="none",
+                   choices=("none", "nearest_stod"),
+                   help="bilinear, nearest_dtos: fill destinations left unmapped with the nearest source "
+                        "(ESMF's --extrap_method); default none")
+    w.add_argument("--pole-method", default="all", choices=("all", "none"),
+                   help="bilinear on a global source grid: map points past the last row through a pole node that "
+                        "is the mean of that row (all, ESMF's default) or leave them unmapped (none)")
     w.add_argument("--densify-m", type=float, default=20.0,
                    help="native conserve on the sphere: densify polygons given in a projected CRS to this step (m)")
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -155,7 +165,8 @@ def _cmd_weights(args: argparse.Namespace) -> int:
     w: Weights = generate_weights(cells["src"], cells["dst"], args.method, norm_type=args.norm_type,
                                   backend=args.backend, unmapped=args.unmapped, area_crs=args.area_crs,
                                   densify_deg=args.densify_deg or None, geometry=args.geometry,
-                                  densify_m=args.densify_m, progress=not args.no_progress)
+                                  densify_m=args.densify_m, extrap_method=args.extrap_method,
+                                  pole_method=args.pole_method, progress=not args.no_progress)
     w.to_netcdf(out)
     print(w.summary(), file=sys.stderr)
     if args.method == "conserve" and args.norm_type == "dstarea" and w.partially_mapped.any():

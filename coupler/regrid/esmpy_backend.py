@@ -133,7 +133,8 @@ def _field_data(field: Any, cells: CellSet) -> np.ndarray:
     return d.reshape(-1).copy()
 
 
-def esmpy_weights(src: CellSet, dst: CellSet, method: str, *, norm_type: str = "dstarea") -> dict:
+def esmpy_weights(src: CellSet, dst: CellSet, method: str, *, norm_type: str = "dstarea",
+                  extrap_method: str = "none") -> dict:
     """Weights computed by ESMF through ESMPy; same dict layout as the native backend."""
     E = import_esmpy()
     if E is None:
@@ -143,7 +144,8 @@ def esmpy_weights(src: CellSet, dst: CellSet, method: str, *, norm_type: str = "
     if E.pet_count() > 1:
         raise RegridError("the ESMPy backend runs serially; launch it without mpirun")
     methods = {"conserve": E.RegridMethod.CONSERVE, "bilinear": E.RegridMethod.BILINEAR,
-               "nearest_stod": E.RegridMethod.NEAREST_STOD, "patch": E.RegridMethod.PATCH}
+               "nearest_stod": E.RegridMethod.NEAREST_STOD, "nearest_dtos": E.RegridMethod.NEAREST_DTOS,
+               "patch": E.RegridMethod.PATCH}
     conservative = method == "conserve"
     objs: list[Any] = []
     parent = None
@@ -160,7 +162,7 @@ def esmpy_weights(src: CellSet, dst: CellSet, method: str, *, norm_type: str = "
                                   "source; use backend='native'")
             sfield = E.Field(sgeom, name="src", meshloc=E.MeshLoc.ELEMENT)
             sfrac = E.Field(sgeom, name="src_frac", meshloc=E.MeshLoc.ELEMENT)
-        elif method == "nearest_stod":
+        elif method in ("nearest_stod", "nearest_dtos"):
             sgeom = _locstream(E, src)
             sfield = E.Field(sgeom, name="src")
             sfrac = None
@@ -185,6 +187,8 @@ def esmpy_weights(src: CellSet, dst: CellSet, method: str, *, norm_type: str = "
                                       src_mask_values=np.array([1], dtype=np.int32),
                                       dst_mask_values=np.array([1], dtype=np.int32),
                                       factors=True, ignore_degenerate=True)
+        if extrap_method != "none":
+            kwargs["extrap_method"] = E.ExtrapMethod.NEAREST_STOD
         if conservative:
             kwargs["norm_type"] = E.NormType.DSTAREA if norm_type == "dstarea" else E.NormType.FRACAREA
             kwargs["src_frac_field"] = sfrac

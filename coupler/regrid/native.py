@@ -24,14 +24,20 @@ onto polygons of tens of km^2 the chord-versus-parallel difference reaches ~2e-3
 weights (measured on the ERA5 + HRU example: densified edges against plain chords). Areas are stored in square radians like ESMF, by
 dividing by the squared authalic radius of ``area_crs``'s ellipsoid.
 
-``bilinear`` interpolates in the source grid's own coordinates (longitude/latitude or projected
-x/y; ESMF works in 3-D Cartesian space on the sphere), so it is exact for fields that are linear
-(or bilinear) in those coordinates. Destination locations are cell centres for grids, and the
-ESMF mesh ``centerCoords`` or the equal-area centroid for polygons. A destination in a source
-quad with a masked corner, or outside the hull of source centres, is unmapped (as in ESMF).
+``bilinear`` has two geometries (``generate_weights(geometry=...)``). ``"sphere"`` (default unless both
+sides are projected) is ESMF's definition: quadrilaterals of four neighbouring source centres in 3-D,
+the destination point where the ray through it meets their bilinear surface, pole triangles closing
+global grids, masked corners and ``extrap_method`` as in ESMF (:mod:`coupler.regrid.interp_sphere`).
+``"plane"`` interpolates in the source grid's own coordinates (longitude/latitude or projected x/y), so
+it is exact for fields that are linear (or bilinear) in those coordinates; it is what CDO's ``genbil``
+computes for longitude/latitude grids. Destination locations are cell centres for grids, and the ESMF
+mesh ``centerCoords`` or the equal-area centroid for polygons. A destination in a source quad with a
+masked corner, or outside the hull of source centres, is unmapped (as in ESMF).
 
 ``nearest_stod`` maps each destination location to the nearest active source cell centre by
-distance on the sphere (chord length between unit vectors, monotonic in great-circle distance).
+distance on the sphere (chord length between unit vectors, monotonic in great-circle distance);
+``nearest_dtos`` maps each active source centre to its nearest active destination (weight 1: the
+destination receives the sum of its sources, as in ESMF). Ties go to the lowest index.
 """
 from __future__ import annotations
 
@@ -46,7 +52,8 @@ from .crs import LONLAT, RegridError, authalic_radius, describe, ellipsoid_area_
     laea_crs, transform_xy
 from .grids import CellSet, Grid
 
-__all__ = ["choose_area_crs", "conserve_weights", "bilinear_weights", "nearest_stod_weights"]
+__all__ = ["choose_area_crs", "conserve_weights", "conserve_weights_sphere", "bilinear_weights", "nearest_stod_weights",
+           "nearest_dtos_weights"]
 
 
 def _circular_mean_deg(lon: np.ndarray) -> float:
@@ -429,51 +436,153 @@ def _bilinear_curv(src: Grid, px: np.ndarray, py: np.ndarray, tol: float = 1e-9)
     return corners, w, ok
 
 
-def bilinear_weights(src: CellSet, dst: CellSet) -> dict:
-    """Bilinear weights from a structured source grid to destination centres (see module docstring)."""
+def _src_nodes(src: Grid) -> tuple[np.ndarray, bool]:
+    """Source centres as unit vectors (ny, nx, 3) and whether the grid closes around the sphere along x."""
+    from .interp_sphere import grid_is_periodic, unit_vectors
+
+    lon, lat = src.lonlat_centers()
+    if not (np.all(np.isfinite(lon)) and np.all(np.isfinite(lat))):
+        raise RegridError(f"{src.describe()}: some cell centres cannot be transformed to longitude/latitude")
+    nodes = unit_vectors(lon, lat).reshape(src.ny, src.nx, 3)
+    width = None
+    if src.kind == "rectilinear" and src.is_geographic:
+        width = float(np.max(src.x_bounds) - np.min(src.x_bounds))
+    return nodes, grid_is_periodic(nodes, width)
+
+
+def _finish_interp(rows: list, cols: list, vals: list, src: CellSet, dst: CellSet, mapped: np.ndarray) -> dict:
+    import scipy.sparse as sp
+
+    row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    col = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+    S = np.concatenate(vals) if vals else np.zeros(0)
+    m = sp.coo_matrix((S, (row, col)), shape=(dst.size, src.size)).tocsr()
+    m.sum_duplicates()
+    m = m.tocoo()
+    keep = m.data != 0
+    row, col, S = m.row[keep].astype(np.int64), m.col[keep].astype(np.int64), m.data[keep]
+    order = np.lexsort((col, row))
+    return dict(row=row[order], col=col[order], S=S[order], frac_a=src.mask.astype(np.float64),
+                frac_b=mapped.astype(np.float64))
+
+
+def bilinear_weights(src: CellSet, dst: CellSet, *, geometry: str = "sphere", extrap_method: str = "none",
+                     pole_method: str = "all") -> dict:
+    """Bilinear weights from a structured source grid to destination centres.
+
+    ``geometry="sphere"``: ESMF's definition on the sphere (:mod:`coupler.regrid.interp_sphere`), with
+    pole triangles on global grids (``pole_method="all"``). ``geometry="plane"``: interpolation in the
+    source grid's own coordinates (see the module docstring). ``extrap_method="nearest_stod"`` fills the
+    active destinations left unmapped with the nearest active source centre.
+    """
+    from .interp_sphere import EXTRAP_METHODS, POLE_METHODS, bilinear_sphere, unit_vectors
+
     if not isinstance(src, Grid):
         raise RegridError("method 'bilinear' needs a structured source grid (rectilinear or curvilinear); the "
                           f"source is {src.describe()}; use 'conserve' or 'nearest_stod'")
     if min(src.shape) < 2:
         raise RegridError(f"method 'bilinear' needs at least 2 x 2 source cells, the source grid is {src.shape}")
-    px, py = dst.centers(src.crs)
-    if src.is_geographic:
-        px = src.lon_period_offset(px)
-    if src.kind == "rectilinear":
-        corners, w, ok = _bilinear_rect(src, px, py)
-    else:
-        corners, w, ok = _bilinear_curv(src, px, py)
-    ok &= dst.mask
-    ok &= src.mask[corners].all(axis=1)
-    d = np.nonzero(ok)[0]
-    row = np.repeat(d, 4)
-    col = corners[d].reshape(-1)
-    S = w[d].reshape(-1)
-    keep = S != 0
-    row, col, S = row[keep], col[keep], S[keep]
-    order = np.lexsort((col, row))
-    frac_b = ok.astype(np.float64)
-    return dict(row=row[order], col=col[order], S=S[order], frac_a=src.mask.astype(np.float64), frac_b=frac_b)
+    if geometry not in ("sphere", "plane"):
+        raise RegridError(f"geometry must be 'sphere' or 'plane' for bilinear, got {geometry!r}")
+    if extrap_method not in EXTRAP_METHODS:
+        raise RegridError(f"extrap_method must be one of {EXTRAP_METHODS}, got {extrap_method!r}")
+    if pole_method not in POLE_METHODS:
+        raise RegridError(f"pole_method must be one of {POLE_METHODS}, got {pole_method!r}")
+    rows: list = []
+    cols: list = []
+    vals: list = []
+    d = np.nonzero(dst.mask)[0]
+    mapped = np.zeros(dst.size, dtype=bool)
+    if geometry == "plane":
+        px, py = dst.centers(src.crs)
+        if src.is_geographic:
+            px = src.lon_period_offset(px)
+        if src.kind == "rectilinear":
+            corners, w, ok = _bilinear_rect(src, px, py)
+        else:
+            corners, w, ok = _bilinear_curv(src, px, py)
+        ok &= dst.mask
+        ok &= src.mask[corners].all(axis=1)
+        g = np.nonzero(ok)[0]
+        rows.append(np.repeat(g, 4))
+        cols.append(corners[g].reshape(-1))
+        vals.append(w[g].reshape(-1))
+        mapped[g] = True
+    elif d.size:
+        nodes, periodic = _src_nodes(src)
+        dlon, dlat = dst.lonlat_centers()
+        pts = unit_vectors(dlon[d], dlat[d])
+        c, w, ok, extra = bilinear_sphere(nodes, src.mask.reshape(src.shape), pts, periodic=periodic,
+                                          pole_method=pole_method)
+        rows.append(np.repeat(d[ok], 4))
+        cols.append(c[ok].reshape(-1))
+        vals.append(w[ok].reshape(-1))
+        if extra is not None:
+            rows.append(d[extra[0]])
+            cols.append(extra[1])
+            vals.append(extra[2])
+        mapped[d[ok]] = True
+    if extrap_method == "nearest_stod":
+        _extrap_nearest_stod(src, dst, mapped, rows, cols, vals)
+    return _finish_interp(rows, cols, vals, src, dst, mapped)
 
 
-def _unit_vectors(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    lo, la = np.deg2rad(lon), np.deg2rad(lat)
-    return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+def _extrap_nearest_stod(src: CellSet, dst: CellSet, mapped: np.ndarray, rows: list, cols: list,
+                         vals: list) -> None:
+    """Active destinations not yet mapped take the nearest active source centre (ESMF's extrap nearest_stod)."""
+    from .interp_sphere import nearest_indices, unit_vectors
+
+    todo = np.nonzero(dst.mask & ~mapped)[0]
+    act = np.nonzero(src.mask)[0]
+    if todo.size == 0 or act.size == 0:
+        return
+    slon, slat = src.lonlat_centers()
+    dlon, dlat = dst.lonlat_centers()
+    nn = nearest_indices(unit_vectors(slon[act], slat[act]), unit_vectors(dlon[todo], dlat[todo]))
+    rows.append(todo.astype(np.int64))
+    cols.append(act[nn])
+    vals.append(np.ones(todo.size))
+    mapped[todo] = True
 
 
 def nearest_stod_weights(src: CellSet, dst: CellSet) -> dict:
-    """Each active destination location takes the value of the nearest active source centre."""
-    from scipy.spatial import cKDTree
+    """Each active destination location takes the value of the nearest active source centre (ties: lowest index)."""
+    from .interp_sphere import nearest_indices, unit_vectors
 
     act = np.nonzero(src.mask)[0]
     if act.size == 0:
         raise RegridError(f"nearest_stod: the source {src.describe()} has no active cells")
     slon, slat = src.lonlat_centers()
-    tree = cKDTree(_unit_vectors(slon[act], slat[act]))
     dlon, dlat = dst.lonlat_centers()
     d = np.nonzero(dst.mask)[0]
-    _, nn = tree.query(_unit_vectors(dlon[d], dlat[d]), k=1)
+    nn = nearest_indices(unit_vectors(slon[act], slat[act]), unit_vectors(dlon[d], dlat[d]))
     frac_b = np.zeros(dst.size)
     frac_b[d] = 1.0
-    return dict(row=d.astype(np.int64), col=act[np.asarray(nn, dtype=np.int64)], S=np.ones(d.size),
-                frac_a=src.mask.astype(np.float64), frac_b=frac_b)
+    return dict(row=d.astype(np.int64), col=act[nn], S=np.ones(d.size), frac_a=src.mask.astype(np.float64),
+                frac_b=frac_b)
+
+
+def nearest_dtos_weights(src: CellSet, dst: CellSet, *, extrap_method: str = "none") -> dict:
+    """ESMF's nearest_dtos: each active source centre goes, with weight 1, to its nearest active destination.
+
+    A destination's value is therefore the **sum** of the source values that chose it (ESMF does not
+    average); destinations that no source chose are unmapped (or, with ``extrap_method="nearest_stod"``,
+    take the nearest source).
+    """
+    from .interp_sphere import EXTRAP_METHODS, nearest_indices, unit_vectors
+
+    if extrap_method not in EXTRAP_METHODS:
+        raise RegridError(f"extrap_method must be one of {EXTRAP_METHODS}, got {extrap_method!r}")
+    d = np.nonzero(dst.mask)[0]
+    if d.size == 0:
+        raise RegridError(f"nearest_dtos: the destination {dst.describe()} has no active cells")
+    act = np.nonzero(src.mask)[0]
+    slon, slat = src.lonlat_centers()
+    dlon, dlat = dst.lonlat_centers()
+    nn = nearest_indices(unit_vectors(dlon[d], dlat[d]), unit_vectors(slon[act], slat[act]))
+    mapped = np.zeros(dst.size, dtype=bool)
+    mapped[d[nn]] = True
+    rows, cols, vals = [d[nn].astype(np.int64)], [act.astype(np.int64)], [np.ones(act.size)]
+    if extrap_method == "nearest_stod":
+        _extrap_nearest_stod(src, dst, mapped, rows, cols, vals)
+    return _finish_interp(rows, cols, vals, src, dst, mapped)
