@@ -67,7 +67,7 @@ class ConnectionSpec(_Strict):
     source: str
     destination: str
     weights: str | None = None
-    method: Literal["conserve", "bilinear", "nearest_stod", "patch"] | None = None
+    method: Literal["conserve", "bilinear", "nearest_stod", "nearest_dtos", "patch"] | None = None
     source_grid: str | None = None
     source_grid_var: str | None = None
     destination_polygons: str | None = None
