@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .bmi_vars import PET, SER_CREATE, SER_FREE, SER_SIZE, SER_STATE
-from .forcing import read_forcing_for_units
+from .forcing import ForcingTimeError, check_time_axis, read_forcing_for_units
 
 SER_MAGIC = b"BMIDHYDRO-STATE1"  # payload header: format drift or foreign bytes fail fast on restore
 MODEL_STATE_KEYS = ("hbv_snowpack", "hbv_meltwater", "hbv_sm", "hbv_suz", "hbv_slz", "lstm_h", "lstm_c", "route_buffer")
@@ -142,6 +142,13 @@ def spinup(bmi, path) -> None:
     """Run the model over a forcing file, then keep its states and restart the clock, the accumulators and the
     mass accounting."""
     times, data = read_forcing_for_units(path, bmi.units.ids)
+    dt = bmi.get_time_step()
+    if len(times) > 1:
+        step = check_time_axis(times, f"warmup.forcing_file {path}")
+        if step != dt:
+            raise ForcingTimeError(f"warmup.forcing_file {path}: records every {step:g} s ({step / 3600:g} h), but this "
+                                   f"configuration steps every {dt:g} s (time.time_step {dt:g}); the spin-up forcing "
+                                   "must have the framework step")
     for t in range(len(times)):
         for name in bmi._inputs:
             if name in data:
