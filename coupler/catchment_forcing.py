@@ -29,7 +29,8 @@ import yaml
 from bmipy import Bmi
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bmi_dhydro.forcing import ForcingTimeError, check_time_axis, HUMIDITY, PRECIP, PRESSURE, SHORTWAVE, TEMP, TMAX, TMIN, read_aorc_csv, read_aorc_netcdf
+from bmi_dhydro.forcing import (HUMIDITY, PRECIP, PRESSURE, SHORTWAVE, TEMP, TMAX, TMIN, ForcingTimeError, check_time_axis,
+                                 read_aorc_csv, read_aorc_netcdf)
 
 UNITS = {PRECIP: "mm s-1", TEMP: "K", TMAX: "K", TMIN: "K", SHORTWAVE: "W m-2", PRESSURE: "Pa", HUMIDITY: "kg kg-1"}
 

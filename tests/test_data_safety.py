@@ -598,3 +598,26 @@ def test_fixed_mode_gradients_work_with_routing_off_and_under_no_grad(tmp_path):
     with torch.no_grad():
         g2 = b.compute_gradients(seeds)
     np.testing.assert_array_equal(g["FC"], g2["FC"])
+
+
+def test_catchment_csv_files_with_different_time_axes_are_refused(tmp_path):
+    from coupler.catchment_forcing import CatchmentForcingBmi
+
+    d = tmp_path / "csv"
+    d.mkdir()
+    for c in ("cat-27", "cat-52"):
+        src = NGEN / f"data/forcing/{c}_2015-12-01_00_00_00_2015-12-30_23_00_00.csv"
+        (d / src.name).write_text(src.read_text())
+    csv_with(d, lambda df: df.iloc[:-24], name="cat-52_2015-12-01_00_00_00_2015-12-30_23_00_00.csv")  # a day short
+    cfg = tmp_path / "f.yaml"
+    cfg.write_text(yaml.safe_dump({"path": str(d), "ids": ["cat-27", "cat-52"]}))
+    with pytest.raises(ValueError, match=r"cat-52.*696 records.*cat-27.*720 records.*share one time axis"):
+        CatchmentForcingBmi().initialize(str(cfg))
+
+
+def test_a_foreign_forcing_file_is_named_in_the_error(tmp_path):
+    from bmi_dhydro.forcing import read_aorc_netcdf
+
+    (tmp_path / "junk.nc").write_text("not netcdf at all")
+    with pytest.raises(ValueError, match="junk.nc: cannot be read as ngen per-catchment NetCDF forcing"):
+        read_aorc_netcdf(tmp_path / "junk.nc")
