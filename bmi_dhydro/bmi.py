@@ -31,8 +31,8 @@ from .bmi_grid import UnitPointsGrid
 from .bmi_vars import (ET_FLUX, INPUT_VARS, ITEMSIZE, MASS_TABLE, MASS_VARS, OUTPUT_VARS, PET, PET_METHOD_INPUTS,  # noqa: F401
                        PET_OUT, PRECIP, PRESSURE, RUNOFF_DEPTH, RUNOFF_FLUX, SER_CREATE, SER_FREE, SER_SIZE, SER_STATE,
                        SER_TABLE, SHORTWAVE, STORE_VARS, SWE, TEMP, TMAX, TMIN, UnknownVariableError, Var, check_indices, declared_inputs,
-                       declared_outputs, check_inputs, check_parameter_set, check_parameter_values, check_settable,
-                       parameter_var, rules_for, steps_until)
+                       declared_outputs, check_inputs, check_outputs, check_parameter_set, check_parameter_values,
+                       check_settable, check_unit_table, parameter_var, rules_for, steps_until)
 from .checkpoint import shared_model
 from .gradients import begin_window, stepper_gradients, window_size
 from .model import DeltaModel
@@ -61,6 +61,8 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         self._params_dirty = False  # fixed-parameter values set since the last update
         self._pet_live = False  # the PET input buffer may hold values (set, or its pointer handed out)
         self._depth_override = False  # update_until wrote the depth over its whole call into the runoff outputs
+        self._finalized = False  # finalize() was called: nothing may advance or change the instance any more
+        self._grad_state0 = None  # the start state of the open gradient window (None: no window)
 
     @property
     def bad_precip_count(self) -> int:
@@ -75,6 +77,7 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
             torch.set_num_threads(cfg.threads)
         dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
         units = load_units(cfg.units)
+        check_unit_table(units)  # area > 0, |lat| <= 90: before anything uses them (PET, flux)
         if cfg.mpi.partition:
             comm = getattr(self, "_comm", None) or get_comm(fortran_handle=cfg.mpi.fortran_comm)
             units, rank, size = rank_share(units, comm)
@@ -97,6 +100,7 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
             bmi_state.spinup(self, cfg.warmup.forcing_file)
         self._refresh_outputs()
         self._initialized = True
+        self._finalized = False
 
     def set_comm(self, comm=None, fortran_handle: int | None = None) -> None:
         """Give the instance a host communicator (an mpi4py communicator, or a Fortran handle converted with
@@ -106,7 +110,7 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
     def _declare_variables(self, cfg: BmiConfig, model: DeltaModel) -> None:
         self._inputs = inputs = declared_inputs(model.config.pet_method)
         self._outputs = declared_outputs(cfg.outputs)
-        self._rules = rules_for(inputs)
+        self._rules = rules_for(inputs if PET in inputs else inputs + (PET,), cfg)  # PET is always settable
         self._pet_live = PET in inputs
         self._param_names = model.config.param_names + ("route_a", "route_b")
         self._dynamic_outputs = tuple((p, "param_" + p) for p in model.provider.dynamic)  # (buffer, model output)
@@ -136,14 +140,18 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
             self._buf[p][:] = pars[p].mean(-1).double().numpy() if p in pars else np.nan
 
     def update(self) -> None:
-        self._require_init()
+        self._require_live("update")
         p, t, sw, pres, tmax, tmin = self._checked_inputs()
-        completed = self.stepper.step(p, t, sw, pres, self._buf[PET] if self._pet_live else None, tmax, tmin)
+        s = self.stepper
+        completed = s.step(p, t, sw, pres, self._buf[PET] if self._pet_live else None, tmax, tmin)
+        if completed:  # no NaN leaves the model (the outputs are copied from these)
+            check_outputs({"runoff": s.last["runoff"], "et": s.last["et"], "storage": s.model_storage}, self.units.ids,
+                          f"update at time {self.get_current_time():g} s")
         self._refresh_outputs(model_step=completed)
 
     def update_until(self, time: float) -> None:
-        self._require_init()
-        n = steps_until(time, self.get_current_time(), self.get_time_step())
+        self._require_live("update_until")
+        n = steps_until(time, self.get_current_time(), self.get_time_step(), self.get_end_time())
         if n <= 1:
             for _ in range(n):
                 self.update()
@@ -170,6 +178,8 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
 
     def finalize(self) -> None:
         self._initialized = False
+        self._finalized = True
+        self.end_gradient_window()
         bmi_state.set_ser_buffer(self._buf, np.zeros(0, dtype="uint8"))
 
     # -- numerics live in the stepper: copy results into the live buffers ---------------------------------------------
@@ -220,20 +230,28 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
     # -- state (bmi_dhydro.bmi_state) ---------------------------------------------------------------------------------
     def save_state(self, path) -> Path:
         """Write a NetCDF restart file (stores, routing buffer, LSTM state, accumulators, time)."""
-        self._require_init()
+        self._require_live("save_state")
         return bmi_state.save_state(self, path)
 
     def load_state(self, path) -> None:
+        """Read a restart written by :meth:`save_state` (same units, time step, start date and model); an open gradient
+        window is closed (its start state is no longer the state of the run)."""
+        if self._finalized:
+            self._require_live("load_state")
         bmi_state.load_state(self, path)
+        self.end_gradient_window()
         if self._initialized:
             self._refresh_outputs()
 
     # -- hot swap (issue: gradient loop) -----------------------------------------------------------------------------
     def load_checkpoint(self, path) -> None:
         """Swap in a new network at the current step boundary, keeping every state."""
-        self._require_init()
+        self._require_live("load_checkpoint")
         if self.model.is_fixed:
             raise ValueError("load_checkpoint: this instance runs fixed parameters; a checkpoint cannot be swapped in")
+        if self._grad_state0 is not None:
+            raise ValueError("load_checkpoint: a gradient window is open; a new network inside it would change what the "
+                             "window replays. Call compute_gradients first, then end_gradient_window(), then swap")
         model, payload = shared_model(path, self.stepper.dtype)
         if list(model.config.attributes) != list(self.model.config.attributes):
             raise ValueError("load_checkpoint: the new checkpoint uses different attributes")
@@ -241,13 +259,20 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         self.model = model
         self._dynamic_outputs = tuple((p, "param_" + p) for p in model.provider.dynamic)
         self.checkpoint_path = path
+        self._model_identity = None  # a restart records the new network
         self._fill_parameters()
 
     # -- gradient export (a documented extension; see bmi_dhydro.gradients) -------------------------------------------
     def begin_gradient_window(self) -> None:
         """Start recording a gradient window at the current model-step boundary (clears any previous window)."""
-        self._require_init()
+        self._require_live("begin_gradient_window")
         self._grad_state0 = begin_window(self.stepper)
+
+    def end_gradient_window(self) -> None:
+        """Close the open gradient window (if any) and stop recording."""
+        self._grad_state0 = None
+        if hasattr(self, "stepper"):
+            self.stepper.tape = None
 
     def get_gradient_window_size(self) -> int:
         """Model steps recorded in the open window."""
@@ -256,6 +281,8 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
     def compute_gradients(self, seeds: dict, wrt: str = "parameters") -> dict:
         """d loss / d parameters (or network weights) for adjoint ``seeds`` {output name: (n_model_steps, N)}."""
         self._require_init()
+        if self._grad_state0 is None:
+            raise ValueError("compute_gradients: no gradient window is open; call begin_gradient_window, then update")
         return stepper_gradients(self.stepper, self._grad_state0, seeds, wrt)
 
     # -- info ------------------------------------------------------------------------------------------------------
@@ -357,7 +384,7 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         if name not in self._vars:
             return  # ngen: values for unpublished variables are ignored
         v = self._vars[name]
-        self._require_init()
+        self._require_live(f"set_value({name!r})")
         if v.role == "serialization":
             bmi_state.set_serialization(self, name, src)
             return
@@ -370,7 +397,7 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         v = self._var(name)  # only set_value ignores unknown names (ngen's unpublished-variables rule)
         if v.role == "serialization":
             raise ValueError(f"set_value_at_indices({name!r}): protocol variables are set with set_value")
-        self._require_init()
+        self._require_live(f"set_value_at_indices({name!r})")
         arr = check_settable(v, src, self.model)
         inds = check_indices(f"set_value_at_indices({name!r})", inds, self.n, arr.size)
         self._store(v, inds.reshape(-1), arr.reshape(-1))
@@ -378,6 +405,10 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
     def _store(self, v: Var, where, values: np.ndarray) -> None:
         dest = self._buf[v.name]
         if v.role == "parameter":  # a fixed parameter: checked before it is stored, used from the next update
+            if self._grad_state0 is not None:
+                raise ValueError(f"set_value({v.name!r}): a gradient window is open; a parameter changed inside it would "
+                                 "change what the whole window replays. Call compute_gradients first, then "
+                                 "end_gradient_window(), then set it")
             new = dest.copy()
             new[where] = values
             check_parameter_values(v.name, new, self.units.ids)
@@ -390,3 +421,10 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
     def _require_init(self) -> None:
         if not getattr(self, "_initialized", False) and not hasattr(self, "stepper"):
             raise RuntimeError("BmiDeltaModel: call initialize(config_file) first")
+
+    def _require_live(self, call: str) -> None:
+        """Initialized and not finalized."""
+        if getattr(self, "_finalized", False):
+            raise RuntimeError(f"BmiDeltaModel: {call} after finalize(); the instance is finalized (initialize it again "
+                               "to run)")
+        self._require_init()

@@ -110,6 +110,8 @@ class BmiConfig(_Strict):
     dtype: Literal["float64", "float32"] = "float64"
     threads: int = Field(1, ge=0)
     bad_precip: Literal["error", "zero"] = "error"
+    # plausibility bound of the precipitation input, mm s-1 (above it: an error naming this key; a unit mix-up)
+    max_precip_rate: float = Field(0.1, gt=0)
     mpi: MpiSection = Field(default_factory=MpiSection)
 
 

@@ -4,57 +4,132 @@ payload, and the spin-up from a forcing file.
 Every function takes the BMI instance ``bmi`` and works through its stepper (``bmi.stepper.state_arrays()`` /
 ``load_state_arrays``: stores, LSTM state, routing buffer, accumulators, clock), its units and its clock; a
 continued run equals an unbroken one bit for bit.
+
+A restart (file or payload) records what it belongs to: the units, the framework time step, the start date of the
+run (the clock counts from it; another start would shift the PET day of year) and the model's identity (the
+checkpoint's sha256, or the fixed-parameter structure).  Loading checks all four, and that every state value is
+finite and within its bounds (:func:`bmi_dhydro.bmi_vars.check_state_arrays`), before any state changes.  The
+ngen payload carries a sha256 checksum of its contents.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
 import numpy as np
 
-from .bmi_vars import PET, SER_CREATE, SER_FREE, SER_SIZE, SER_STATE
-from .forcing import read_forcing_for_units
+from .bmi_vars import PET, SER_CREATE, SER_FREE, SER_SIZE, SER_STATE, check_state_arrays
+from .forcing import ForcingTimeError, check_time_axis, read_forcing_for_units
 
-SER_MAGIC = b"BMIDHYDRO-STATE1"  # payload header: format drift or foreign bytes fail fast on restore
+SER_MAGIC = b"BMIDHYDRO-STATE2"  # payload header: format drift or foreign bytes fail fast on restore
+SER_DIGEST = 32  # the sha256 of the rest of the payload follows the header
 MODEL_STATE_KEYS = ("hbv_snowpack", "hbv_meltwater", "hbv_sm", "hbv_suz", "hbv_slz", "lstm_h", "lstm_c", "route_buffer")
+
+
+# -- what a restart belongs to ---------------------------------------------------------------------------------------
+def model_identity(bmi) -> str:
+    """The model a state belongs to: the checkpoint's sha256 (network mode) or the fixed-parameter structure."""
+    ident = getattr(bmi, "_model_identity", None)
+    if ident is None:
+        m = bmi.model
+        c = m.config
+        if m.is_fixed:
+            ident = (f"fixed parameters: {c.variant}, routing {c.routing}, pet {c.pet_method}, nmul {c.nmul}, "
+                     f"dt {c.dt_days:g} d")
+        else:
+            from .checkpoint import default_checkpoint_path, file_sha256
+
+            path = getattr(bmi, "checkpoint_path", None) or default_checkpoint_path()
+            ident = f"checkpoint sha256 {file_sha256(path)}"
+        bmi._model_identity = ident
+    return ident
+
+
+def run_start(bmi) -> str:
+    return f"{bmi._cfg.time.start.replace(tzinfo=None):%Y-%m-%d %H:%M:%S}"
+
+
+def check_belongs(bmi, source: str, ids, dt, start, identity) -> None:
+    """A restart's units, time step, start date and model against this instance's (None: not recorded)."""
+    mine = list(bmi.units.ids)
+    if [str(i) for i in ids] != mine:
+        raise ValueError(f"{source}: the restart holds units {[str(i) for i in ids][:5]}, this instance runs {mine[:5]}")
+    if dt is not None and float(dt) != bmi.get_time_step():
+        raise ValueError(f"{source}: the restart's time step {float(dt):g} s differs from this instance's "
+                         f"{bmi.get_time_step():g} s (time.time_step)")
+    if start is not None:
+        import pandas as pd
+
+        if pd.Timestamp(str(start)) != pd.Timestamp(run_start(bmi)):
+            raise ValueError(f"{source}: the restart belongs to a run that starts at {start}, this instance starts at "
+                             f"{run_start(bmi)} (time.start); its clock would put every later step on another date "
+                             "(the PET day of year would shift)")
+    if identity is not None and str(identity) != model_identity(bmi):
+        raise ValueError(f"{source}: the restart was made by another model ({identity}); this instance runs "
+                         f"{model_identity(bmi)}")
 
 
 # -- NetCDF restart files -------------------------------------------------------------------------------------------
 def save_state(bmi, path) -> Path:
-    """Write a NetCDF restart file (stores, routing buffer, LSTM state, accumulators, time)."""
+    """Write a NetCDF restart file (stores, routing buffer, LSTM state, accumulators, time), atomically."""
     import xarray as xr
+
+    from .safe_io import atomic_write
 
     arrays = bmi.stepper.state_arrays()
     ds = xr.Dataset(attrs={"Conventions": "CF-1.8", "title": "bmi-dhydro restart", "current_time_s": bmi.get_current_time(),
-                           "time_step_s": bmi.get_time_step(), "start": str(bmi._cfg.time.start)})
+                           "time_step_s": bmi.get_time_step(), "start": run_start(bmi),
+                           "model_identity": model_identity(bmi)})
     for k, a in arrays.items():
         dims = ("unit",) + tuple(f"{k}_d{i}" for i in range(1, a.ndim)) if k != "counters" else ("counter",)
         ds[k] = (dims, a)
     ds["unit_id"] = ("unit", np.array(bmi.units.ids, dtype=object))
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    ds.to_netcdf(tmp)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, ds.to_netcdf, "save_state")
 
 
 def load_state(bmi, path) -> None:
-    """Read a restart written by :func:`save_state` into the stepper (same units and time step, or an error)."""
+    """Read a restart written by :func:`save_state` into the stepper (same units, time step, start date and model,
+    finite values within bounds; or an error naming the file, and the state is unchanged)."""
     import xarray as xr
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_state: restart file not found: {path}")
-    ids, dt = list(bmi.units.ids), bmi.get_time_step()
-    with xr.open_dataset(path) as ds:
-        saved = [str(i) for i in ds["unit_id"].values]
-        if saved != ids:
-            raise ValueError(f"load_state {path}: restart holds units {saved[:5]}, this instance runs {ids[:5]}")
-        if float(ds.attrs.get("time_step_s", dt)) != dt:
-            raise ValueError(f"load_state {path}: restart time step {ds.attrs['time_step_s']} s differs from {dt} s")
-        arrays = {k: ds[k].values for k in ds.data_vars if k != "unit_id"}
-    bmi.stepper.load_state_arrays(arrays)
+    src = f"load_state {path}"
+    try:
+        ds = xr.open_dataset(path)
+    except Exception as exc:  # truncated, corrupt, or not NetCDF at all (xarray's backend guessing)
+        raise ValueError(f"{src}: cannot read the file as a bmi-dhydro NetCDF restart (truncated, corrupt or another "
+                         f"format): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    with ds:
+        if "unit_id" not in ds.variables:
+            raise ValueError(f"{src}: not a bmi-dhydro restart (no unit_id variable; it has {sorted(map(str, ds.variables))[:8]})")
+        try:
+            saved = [str(i) for i in ds["unit_id"].values]
+            check_belongs(bmi, src, saved, ds.attrs.get("time_step_s"), ds.attrs.get("start"), ds.attrs.get("model_identity"))
+            arrays = {k: ds[k].values for k in ds.data_vars if k != "unit_id"}
+        except ValueError:
+            raise
+        except Exception as exc:  # a truncated file can open and fail on reading the data
+            raise ValueError(f"{src}: cannot read the restart's data (truncated or corrupt): {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    load_arrays(bmi, arrays, src)
+
+
+def load_arrays(bmi, arrays: dict, source: str) -> None:
+    """Check state arrays (values, completeness) and load them into the stepper, or raise naming ``source``."""
+    missing = [k for k in bmi.stepper.state_arrays() if k not in arrays]
+    if missing:
+        raise ValueError(f"{source}: the restart lacks the state variable(s) {missing}")
+    check_state_arrays(arrays, source)
+    try:
+        bmi.stepper.load_state_arrays(arrays)
+    except KeyError as exc:
+        raise ValueError(f"{source}: the restart lacks the state variable {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
 
 
 # -- ngen serialization protocol ------------------------------------------------------------------------------------
@@ -75,6 +150,7 @@ def set_serialization(bmi, name: str, src) -> None:
     else:  # SER_STATE: deliver a payload
         data = delivered_bytes(src, bmi._buf[SER_STATE].size)
         deserialize(bmi, data)
+        bmi.end_gradient_window()  # the window's start state is no longer the run's
         bmi._refresh_outputs()
         set_ser_buffer(bmi._buf, data.copy())
 
@@ -86,34 +162,40 @@ def set_ser_buffer(buf: dict, data: np.ndarray) -> None:
 
 
 def serialize(bmi) -> np.ndarray:
-    """The state payload (uint8): a magic header, then an ``.npz`` of the state arrays and the unit ids."""
+    """The state payload (uint8): a magic header, the sha256 of the rest, then an ``.npz`` of the state arrays, the
+    unit ids and what the state belongs to (time step, start date, model identity)."""
     buf = io.BytesIO()
     arrays = bmi.stepper.state_arrays()
     arrays["unit_id"] = np.array(bmi.units.ids, dtype="U")
+    arrays["meta_time_step_s"] = np.array(bmi.get_time_step())
+    arrays["meta_start"] = np.array(run_start(bmi))
+    arrays["meta_model"] = np.array(model_identity(bmi))
     np.savez(buf, **arrays)
-    return np.frombuffer(SER_MAGIC + buf.getvalue(), dtype="uint8").copy()
+    body = buf.getvalue()
+    return np.frombuffer(SER_MAGIC + hashlib.sha256(body).digest() + body, dtype="uint8").copy()
 
 
 def deserialize(bmi, data: np.ndarray) -> None:
-    """Load a payload from :func:`serialize`; a foreign, corrupt or mismatched payload raises before any state
-    changes."""
+    """Load a payload from :func:`serialize`; a foreign, corrupt, truncated or mismatched payload raises before any
+    state changes."""
     raw = np.ascontiguousarray(data).view("uint8").tobytes()
     magic = SER_MAGIC
     if raw[: len(magic)] != magic:
         raise ValueError(f"{SER_STATE}: expected a bmi-dhydro state payload (starting with {magic!r}), "
                          f"got {len(raw)} bytes starting with {raw[:len(magic)]!r}")
+    digest, body = raw[len(magic): len(magic) + SER_DIGEST], raw[len(magic) + SER_DIGEST:]
+    if hashlib.sha256(body).digest() != digest:
+        raise ValueError(f"{SER_STATE}: the {len(raw)}-byte state payload fails its sha256 checksum (truncated or "
+                         "corrupted on the way); the state was not changed")
     try:
-        with np.load(io.BytesIO(raw[len(magic):]), allow_pickle=False) as z:
+        with np.load(io.BytesIO(body), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except Exception as exc:  # truncated or corrupt payload
+    except Exception as exc:  # corrupt payload
         raise ValueError(f"{SER_STATE}: cannot read the {len(raw)}-byte state payload ({type(exc).__name__}: {exc})") from exc
     ids = [str(i) for i in arrays.pop("unit_id", [])]
-    if ids != list(bmi.units.ids):
-        raise ValueError(f"{SER_STATE}: serialized state is for units {ids[:5]}, this instance runs {bmi.units.ids[:5]}")
-    try:
-        bmi.stepper.load_state_arrays(arrays)
-    except KeyError as exc:
-        raise ValueError(f"{SER_STATE}: the payload lacks the state variable {exc}") from None
+    meta = {k: arrays.pop(k).item() if k in arrays else None for k in ("meta_time_step_s", "meta_start", "meta_model")}
+    check_belongs(bmi, SER_STATE, ids, meta["meta_time_step_s"], meta["meta_start"], meta["meta_model"])
+    load_arrays(bmi, arrays, SER_STATE)
 
 
 def announced_size(src) -> int:
@@ -142,6 +224,13 @@ def spinup(bmi, path) -> None:
     """Run the model over a forcing file, then keep its states and restart the clock, the accumulators and the
     mass accounting."""
     times, data = read_forcing_for_units(path, bmi.units.ids)
+    dt = bmi.get_time_step()
+    if len(times) > 1:
+        step = check_time_axis(times, f"warmup.forcing_file {path}")
+        if step != dt:
+            raise ForcingTimeError(f"warmup.forcing_file {path}: records every {step:g} s ({step / 3600:g} h), but this "
+                                   f"configuration steps every {dt:g} s (time.time_step {dt:g}); the spin-up forcing "
+                                   "must have the framework step")
     for t in range(len(times)):
         for name in bmi._inputs:
             if name in data:

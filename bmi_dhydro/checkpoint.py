@@ -130,6 +130,11 @@ def model_from_payload(payload: dict, source: str = "checkpoint") -> DeltaModel:
     float_dtypes = {v.dtype for v in payload["state_dict"].values() if torch.is_tensor(v) and v.is_floating_point()}
     if len(float_dtypes) == 1:
         model = model.to(float_dtypes.pop())  # load the weights at the precision they were saved in
+    for k, v in payload["state_dict"].items():  # NaN weights would give NaN runoff, silently
+        if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            n_bad = int((~torch.isfinite(v)).sum())
+            raise CheckpointError(f"{source}: weight {k!r} holds {n_bad} non-finite value(s) (NaN or inf) of {v.numel()}; "
+                                  "the checkpoint is corrupt or comes from a diverged training run")
     expected = set(model.state_dict())
     got = set(payload["state_dict"])
     missing, unexpected = sorted(expected - got), sorted(got - expected)

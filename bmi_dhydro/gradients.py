@@ -85,12 +85,15 @@ def window_gradients(model: DeltaModel, state0: ModelState, forcings: torch.Tens
         for name in tuple(names) + ROUTE_NAMES:
             v = m.provider.value(name).double()
             leaves[name] = (v.expand(n) if v.numel() == 1 else v).clone().requires_grad_(True)
-        static = {k: leaves[k].unsqueeze(-1) for k in names}
-        route = {k: leaves[k] for k in ROUTE_NAMES}
-        prep = m.prepared_from(static, route, attributes)
-        _, out = m.unroll(state0, forcings, prep)
-        _loss(out, seeds).backward()
-        return {k: v.grad.detach().numpy().copy() for k, v in leaves.items()}
+        with torch.enable_grad():  # also when the host runs under torch.no_grad()
+            static = {k: leaves[k].unsqueeze(-1) for k in names}
+            route = {k: leaves[k] for k in ROUTE_NAMES}
+            prep = m.prepared_from(static, route, attributes)
+            _, out = m.unroll(state0, forcings, prep)
+            _loss(out, seeds).backward()
+        # a leaf the loss does not depend on (the routing parameters with routing off) has gradient 0
+        return {k: (v.grad.detach().numpy().copy() if v.grad is not None else np.zeros(tuple(v.shape)))
+                for k, v in leaves.items()}
     with torch.enable_grad():
         static, route, attrs_norm = m.provider.static_parameters(attributes)
         dyn, h, c = m.provider.dynamic_sequence(forcings, attrs_norm, state0.h, state0.c)

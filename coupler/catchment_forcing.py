@@ -13,6 +13,10 @@ CAMELS also the daily ``land_surface_air__max_of_temperature`` / ``..min_of_temp
 The value at the current time is the forcing of the interval that starts there.  Time 0 is the first record
 (``time_origin`` gives its date).  The end time is the end of the last record's interval: there the outputs are
 NaN (no forcing; a model step fed from them fails loudly), and stepping further is an error.
+
+The time axis is checked when the files are read (:func:`bmi_dhydro.forcing.check_time_axis`): strictly
+increasing, evenly spaced, no duplicates, the same in every file; CAMELS records must be daily.  The coupler checks
+that the records cover its period (:meth:`data_end_time`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import yaml
 from bmipy import Bmi
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bmi_dhydro.forcing import HUMIDITY, PRECIP, PRESSURE, SHORTWAVE, TEMP, TMAX, TMIN, read_aorc_csv, read_aorc_netcdf
+from bmi_dhydro.forcing import (HUMIDITY, PRECIP, PRESSURE, SHORTWAVE, TEMP, TMAX, TMIN, ForcingTimeError, check_time_axis,
+                                 read_aorc_csv, read_aorc_netcdf)
 
 UNITS = {PRECIP: "mm s-1", TEMP: "K", TMAX: "K", TMIN: "K", SHORTWAVE: "W m-2", PRESSURE: "Pa", HUMIDITY: "kg kg-1"}
 
@@ -56,7 +61,9 @@ def _read_camels(c: _Camels, base: Path):
     tr = lambda v: ds[v].transpose("time", "basin").to_numpy()  # noqa: E731
     data = {PRECIP: tr("prcp") / 86400.0, TEMP: 0.5 * (tr("tmax") + tr("tmin")) + 273.15, SHORTWAVE: tr("srad"),
             TMAX: tr("tmax") + 273.15, TMIN: tr("tmin") + 273.15}
-    return ds["time"].to_index(), [str(b) for b in ds.basin.values], data, ds["lat"].to_numpy(), ds["lon"].to_numpy()
+    times = ds["time"].to_index()
+    check_time_axis(times, f"CAMELS {c.product} forcing of basins {c.basins[:5]}", 86400.0)
+    return times, [str(b) for b in ds.basin.values], data, ds["lat"].to_numpy(), ds["lon"].to_numpy()
 
 
 class _Units:
@@ -93,7 +100,12 @@ class CatchmentForcingBmi(Bmi):
                 if not hits:
                     raise FileNotFoundError(f"catchment forcing: no CSV for {uid!r} in {path}")
                 t, d = read_aorc_csv(hits[0])
-                times = t if times is None else times
+                if times is None:
+                    times, first = t, hits[0]
+                elif not t.equals(times):
+                    raise ForcingTimeError(
+                        f"catchment forcing: {hits[0]} has {len(t)} records {t[0]}..{t[-1]}, but {first} has {len(times)} "
+                        f"records {times[0]}..{times[-1]}; every file must share one time axis")
                 for k, v in d.items():
                     cols.setdefault(k, []).append(v)
             data = {k: np.stack(v, axis=1) for k, v in cols.items()}
@@ -101,7 +113,7 @@ class CatchmentForcingBmi(Bmi):
         else:
             times, ids, data = read_aorc_netcdf(path, cfg.ids)
         self.times = pd.DatetimeIndex(times)
-        self.dt = float((self.times[1] - self.times[0]).total_seconds()) if len(self.times) > 1 else 3600.0
+        self.dt = check_time_axis(self.times, f"catchment forcing {path or 'CAMELS'}")
         self.time_origin = self.times[0].to_pydatetime()
         self.units = _Units(ids)
         self.data = {k: np.ascontiguousarray(v, dtype="float64") for k, v in data.items() if k in UNITS}
@@ -181,6 +193,10 @@ class CatchmentForcingBmi(Bmi):
 
     def get_end_time(self):
         return float(len(self.times) * self.dt)  # the end of the last record's interval
+
+    def data_end_time(self) -> float:
+        """The time of the last record (not BMI): the last time a value can be served."""
+        return float((len(self.times) - 1) * self.dt)
 
     def get_time_units(self):
         return "s"

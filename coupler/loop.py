@@ -219,7 +219,28 @@ class Coupler:
                 if offset > 0:
                     comp.update_until(comp.get_start_time() + offset)
         self.src_t0 = {n: self.components[n].get_current_time() for n in self.sources}
+        self._check_sources_cover_the_period()
         self.last_sample: dict = {}
+
+    def _check_sources_cover_the_period(self) -> None:
+        """A source whose data end before the period does (and whose connections do not hold past the data) is
+        an error before the run starts, not part-way through it."""
+        spec = self.spec
+        total = (spec.period.end - spec.period.start).total_seconds()
+        for n in self.sources:
+            conns = [c for c, sc, *_ in self.links if sc == n]
+            comp = self.components[n]
+            if not conns or any(c.beyond_data == "hold" for c in conns) or getattr(comp, "time_origin", None) is None:
+                continue
+            last = comp.data_end_time() if hasattr(comp, "data_end_time") else comp.get_end_time()
+            need = self.src_t0[n] + total - comp.get_time_step()  # the last sample the run takes
+            if need > last + 1e-6:
+                import pandas as pd
+
+                origin = pd.Timestamp(comp.time_origin)
+                raise ValueError(f"component {n}: its last record is at {origin + pd.Timedelta(seconds=last)}, but the "
+                                 f"period needs records up to {origin + pd.Timedelta(seconds=need)} (period end "
+                                 f"{spec.period.end}); shorten the period, or set beyond_data: hold on its connections")
 
     # -- stepping ----------------------------------------------------------------------------------------------------
     def _sample_sources(self, t: float, dt: float) -> dict:

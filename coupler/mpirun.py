@@ -9,7 +9,7 @@
   the global unit order, so the file is identical in layout to a serial run's.
 * Faults: each step runs inside :class:`coupler.mpi.FaultGuard`; bad input on one rank stops every rank with
   a message naming the rank and the error (the BMI's own messages name the unit), and output already flushed
-  stays valid.
+  stays valid, in the partial file (``out.partial.nc``, marked incomplete; :mod:`bmi_dhydro.safe_io`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from .loop import Coupler, check_output_variables, n_steps
 from .mpi import FaultGuard, gather_rows, rank_and_size
 from .plots import plot_outputs
 from .spec import spec_provenance
-from .writer import NetcdfAppender
+from .serial import check_output_targets, report_partial
+from .writer import NetcdfAppender, stop_reason
 
 
 def global_units(spec) -> "object":
@@ -49,6 +50,8 @@ def run_parallel(spec, spec_path, comm, progress: bool = True) -> dict:
     mine = [ids[i] for i in dec.indices(rank)]
     guard = FaultGuard(comm, timeout=10.0)
     with guard("initialize"):
+        if rank == 0:
+            check_output_targets(spec)
         cp = Coupler(spec, progress=False, unit_subset={name: mine}, global_ids={name: ids}, rank=rank)
         cp.initialize()
         comp = cp.components[name]
@@ -59,6 +62,7 @@ def run_parallel(spec, spec_path, comm, progress: bool = True) -> dict:
         writer = NetcdfAppender(spec.outputs.path, ids, table.lon, table.lat, {v: comp.get_var_units(v) for v in spec.outputs.variables},
                                 spec.period.start, {"title": f"coupled run {spec_path} on {size} MPI ranks", **spec_provenance(spec_path)})
     dt, n = spec.period.time_step, n_steps(spec.period)
+    done = 0
     try:
         for k in tqdm(range(n), desc=f"coupled run ({size} ranks)", unit="step", disable=not progress or rank != 0):
             t = k * dt
@@ -72,9 +76,13 @@ def run_parallel(spec, spec_path, comm, progress: bool = True) -> dict:
                 writer.add(t + dt, {v: full[:, j] for j, v in enumerate(spec.outputs.variables)})
                 if (k + 1) % spec.outputs.flush_every == 0:
                     writer.flush()
-    finally:
+            done = k + 1
+    except BaseException as exc:
         if writer is not None:
-            writer.close()
+            report_partial([writer.close(ok=False, reason=stop_reason(exc))], done, exc)
+        raise
+    if writer is not None:
+        writer.close(ok=True)
     guard.close()
     pngs = plot_outputs(spec.outputs.path, spec.outputs.variables) if (rank == 0 and spec.outputs.plots) else []
     cp.finalize()

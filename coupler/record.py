@@ -13,6 +13,9 @@ time-step aggregation and regridding):
 * per unit: ``unit_id``, ``area_km2``, ``lat``, ``lon`` and ``attributes(unit, attribute)``;
 * provenance attributes: checkpoint path and sha256, the coupling spec (text and sha256), creation time.
 
+Like the run's output, the record grows under its partial name (``record.partial.nc``, marked incomplete) and moves
+into place only when the run ends well (:mod:`bmi_dhydro.safe_io`).
+
 When the component's precipitation input arrives through a regrid connection (:class:`coupler.loop.RegridLink`),
 the record also keeps what is needed to learn a forcing correction per source cell (``dhydro retrain
 --forcing-correction``):
@@ -31,12 +34,14 @@ the record also keeps what is needed to learn a forcing correction per source ce
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from bmi_dhydro import physics
+from bmi_dhydro.safe_io import COMPLETE, STATUS_ATTR, partial_path
 
 from .loop import RegridLink
 from .spec import spec_provenance
@@ -75,7 +80,8 @@ class Recorder:
         st = comp.stepper
         path = Path(rec_spec.path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.nc = nc = netCDF4.Dataset(path, "w")
+        self.path, self.partial = path, partial_path(path)
+        self.nc = nc = netCDF4.Dataset(self.partial, "w")
         ck = getattr(comp, "checkpoint_path", None)
         from bmi_dhydro.checkpoint import default_checkpoint_path, file_sha256
 
@@ -88,6 +94,7 @@ class Recorder:
             "model_dt_days": comp.model.config.dt_days,
             "framework_time_step_s": st.dt_fw,
             **spec_provenance(spec_path),
+            STATUS_ATTR: "incomplete: the run is going on, or stopped without closing this file (killed)",
         })
         n = st.n
         nc.createDimension("step", None)
@@ -229,8 +236,22 @@ class Recorder:
             self._snapshot()
             self.nc.sync()
 
-    def close(self) -> None:
-        if self._src is not None:
-            self.nc.setncattr("source_precip_max_abs_mismatch", self._mismatch)
-        self.nc.sync()
-        self.nc.close()
+    def close(self, ok: bool = True, reason: str = "") -> Path:
+        """Close; ``ok``: the run ended well and the record moves to its final path, else it stays the partial
+        file, marked incomplete.  Returns where it is."""
+        if self.nc is None:
+            return self.path if ok else self.partial
+        try:
+            if self._src is not None:
+                self.nc.setncattr("source_precip_max_abs_mismatch", self._mismatch)
+            self.nc.setncattr(STATUS_ATTR, COMPLETE if ok else
+                              f"incomplete: the run stopped early ({reason or 'unknown reason'}); "
+                              f"{self.n_steps} model steps recorded")
+            self.nc.sync()
+        finally:
+            self.nc.close()
+            self.nc = None
+        if ok:
+            os.replace(self.partial, self.path)
+            return self.path
+        return self.partial

@@ -19,11 +19,14 @@ from .serial import run_serial
 from .spec import load_spec
 
 
-def run_coupling(spec_path, out=None, progress: bool = True, comm=None) -> dict:
-    """Run a coupling spec.  With ``comm`` of size > 1 (or under mpiexec) the run is split across ranks."""
+def run_coupling(spec_path, out=None, progress: bool = True, comm=None, overwrite: bool = False) -> dict:
+    """Run a coupling spec.  With ``comm`` of size > 1 (or under mpiexec) the run is split across ranks.
+    ``overwrite`` (``dhydro run --overwrite``): replace existing outputs, as the spec's ``outputs.overwrite``."""
     spec, base = load_spec(spec_path)
     if out:
         spec.outputs.path = str(Path(out) / Path(spec.outputs.path).name)
+    if overwrite:
+        spec.outputs.overwrite = True
     comm = get_comm(comm)
     if comm.Get_size() > 1:
         from .mpirun import run_parallel  # mpi4py only where a run is parallel

@@ -112,6 +112,7 @@ class OutputSpec(_Strict):
     variables: list[str]
     flush_every: int = Field(24, ge=1)
     plots: bool = True
+    overwrite: bool = False  # replace an existing output (and record) file, only once the new run ends well
 
 
 class RecordSpec(_Strict):
@@ -162,7 +163,13 @@ def load_spec(path) -> tuple[CouplingSpec, Path]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"coupling spec: file not found: {path} (resolved {path.resolve()})")
-    raw = yaml.safe_load(path.read_text())
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"coupling spec {path}: not valid YAML{where}: {problem}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"coupling spec {path}: expected a mapping at the top level")
     try:

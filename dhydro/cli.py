@@ -4,6 +4,9 @@
     dhydro train CONFIG.yaml             train a model, write checkpoint + metrics + plots
     dhydro ngen-config HYDROFABRIC ...   write ngen per-catchment configs and a realization
     dhydro regrid weights SRC DST ...    ESMF-format regridding weights
+
+Known errors (bad input, missing or existing files, invalid specs) and Ctrl-C end with one line on stderr and a
+non-zero exit code (2 for errors, 130 for Ctrl-C); ``--debug`` (anywhere on the line) shows the traceback.
 """
 
 from __future__ import annotations
@@ -19,14 +22,31 @@ def _cmd_run(args) -> int:
     if args.coupling:
         from coupler.run import run_coupling
 
-        run_coupling(args.coupling, out=args.out, progress=not args.quiet)
+        run_coupling(args.coupling, out=args.out, progress=not args.quiet, overwrite=args.overwrite)
         return 0
     from .runjob import DEFAULT_PERIOD, run_camels
 
     period = (args.start or DEFAULT_PERIOD[0], args.end or DEFAULT_PERIOD[1])
+    _check_period(period, args.warmup_days)
     run_camels(args.checkpoint, args.camels_root, args.basins, period, args.warmup_days, args.out or "dhydro_out",
                progress=not args.quiet, forcing=args.forcing)
     return 0
+
+
+def _check_period(period, warmup_days: int) -> None:
+    """``--start``/``--end``/``--warmup-days``: dates, in order, and a non-negative warm-up."""
+    import pandas as pd
+
+    dates = []
+    for flag, value in zip(("--start", "--end"), period):
+        try:
+            dates.append(pd.Timestamp(value))
+        except (ValueError, TypeError):
+            raise ValueError(f"{flag}: expected a date (YYYY-MM-DD), got {value!r}") from None
+    if dates[1] < dates[0]:
+        raise ValueError(f"--start {period[0]} is after --end {period[1]}")
+    if warmup_days < 0:
+        raise ValueError(f"--warmup-days: expected 0 or more days, got {warmup_days}")
 
 
 def _cmd_train(args) -> int:
@@ -62,6 +82,7 @@ def _cmd_ngen_config(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dhydro", description="bmi-dhydro: differentiable HBV as a BMI component")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (anywhere on the line)")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run the main job (bundled model and data when no coupling spec is given)")
@@ -76,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--warmup-days", type=int, default=365, help="spin-up days before --start (default 365)")
     r.add_argument("--out", help="output folder (default dhydro_out)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace the spec's existing output file (only once the new run ends well); without it an "
+                        "existing output is refused. The default job always replaces its own outputs atomically")
     r.set_defaults(func=_cmd_run)
 
     t = sub.add_parser("train", help="train a model from a YAML config")
@@ -116,13 +140,44 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: errors that are the user's input or environment (one line, exit code 2); anything else is a bug (traceback)
+KNOWN_ERRORS = (ValueError, KeyError, OSError, RuntimeError)
+
+
+def one_line(exc: BaseException) -> str:
+    """An error message on one line (pydantic and others write several)."""
+    text = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
+        text = f"{text}: {exc.filename}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return "; ".join(lines) or type(exc).__name__
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
-        print(f"dhydro {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"dhydro {args.command}: interrupted (Ctrl-C); outputs written so far are kept as partial files", file=sys.stderr)
+        return 130
+    except KNOWN_ERRORS as exc:
+        if debug:
+            raise
+        kind = "" if isinstance(exc, (ValueError, KeyError)) else f"{type(exc).__name__}: "
+        print(f"dhydro {args.command}: error: {kind}{one_line(exc)} (--debug shows the traceback)", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001  only YAML errors are known here; anything else is re-raised
+        import yaml
+
+        if debug or not isinstance(exc, yaml.YAMLError):
+            raise
+        print(f"dhydro {args.command}: error: invalid YAML: {one_line(exc)} (--debug shows the traceback)", file=sys.stderr)
         return 2
 
 

@@ -80,8 +80,9 @@ def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PE
              "destination": "hydro.atmosphere_water__liquid_equivalent_precipitation_rate"},
             {"source": "forcing.land_surface_air__temperature", "destination": "hydro.land_surface_air__temperature"},
             *(TEMPERATURE_RANGE_CONNECTIONS if model.config.pet_method == "hargreaves" else [])],
+        # the default job replaces its own previous outputs, atomically: only once the new run ended well
         "outputs": {"path": "coupled_raw.nc", "component": "hydro", "variables": list(variables.values()), "plots": False,
-                    "flush_every": 365},
+                    "flush_every": 365, "overwrite": True},
     }
     (work / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     spec_obj, _ = load_spec(work / "spec.yaml")

@@ -76,14 +76,33 @@ def test_component_swap_changes_one_line(tmp_path):
     assert not np.array_equal(q1, q2)
 
 
+def nan_forcing_spec(tmp_path, hour: int, hours: int = 24 * 29):
+    """A spec over a copy of the AORC forcing whose precipitation is NaN at ``hour`` for one catchment."""
+    src = EX.parent / "ngen/data/forcing/cats-27_52_67-2015_12_01-2015_12_30.nc"
+    with xr.open_dataset(src, decode_times=False) as ds:
+        ds = ds.load()
+    ds["APCP_surface"].values[1, hour] = np.nan
+    ds.to_netcdf(tmp_path / "forcing_nan.nc")
+    (tmp_path / "forcing.yaml").write_text(yaml.safe_dump({"path": str(tmp_path / "forcing_nan.nc")}))
+    p = short_spec(tmp_path, hours=hours)
+    spec = yaml.safe_load(p.read_text())
+    spec["components"]["forcing"]["config"] = str(tmp_path / "forcing.yaml")
+    p.write_text(yaml.safe_dump(spec))
+    return p
+
+
 def test_output_is_flushed_as_the_run_goes(tmp_path):
-    """A failure mid-run leaves every flushed chunk readable."""
-    spec = short_spec(tmp_path, hours=24 * 29 + 23 + 24)  # runs past the end of the forcing data
-    with pytest.raises(ValueError, match="no data after"):
+    """A failure mid-run leaves every flushed chunk readable, in the partial file marked incomplete (issue 14: the
+    output grows as out.partial.nc and becomes out.nc only when the run ends well)."""
+    spec = nan_forcing_spec(tmp_path, hour=24 * 20 + 5)
+    with pytest.raises(ValueError, match="NaN"):
         run_coupling(spec, progress=False)
-    ds = xr.open_dataset(tmp_path / "out.nc")
-    assert ds.sizes["time"] >= 24 * 29  # everything up to the failure was written
+    assert not (tmp_path / "out.nc").exists()
+    ds = xr.open_dataset(tmp_path / "out.partial.nc")
+    assert ds.sizes["time"] == 24 * 20 + 5  # every step completed before the failure was written
     assert np.isfinite(ds["land_surface_water__runoff_depth"].values).all()
+    assert ds.attrs["run_status"].startswith("incomplete") and "NaN" in ds.attrs["run_status"]
+    assert ds.attrs["steps_written"] == 24 * 20 + 5 and ds.attrs["written_until"] == "2015-12-21 05:00:00"
     ds.close()
 
 

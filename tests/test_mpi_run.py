@@ -111,9 +111,10 @@ def test_nan_forcing_on_rank_1_aborts_cleanly(tmp_path):
     assert r.returncode != 0
     assert elapsed < 60, f"took {elapsed:.0f} s"
     assert "rank 1" in r.stderr and victim in r.stderr, r.stderr[-2000:]
-    # output flushed before the fault is still a valid file
-    with xr.open_dataset(tmp_path / "out.nc") as out:
-        assert out.sizes["unit"] == 5
+    # output flushed before the fault is still a valid file: the partial one, marked incomplete (issue 14)
+    assert not (tmp_path / "out.nc").exists()
+    with xr.open_dataset(tmp_path / "out.partial.nc") as out:
+        assert out.sizes["unit"] == 5 and out.attrs["run_status"].startswith("incomplete")
 
 
 @pytest.mark.mpi

@@ -48,7 +48,8 @@ def write_inputs(out: Path, rec_period, eval_period, checkpoint=None, tag="rec",
                  "destination": "hydro.atmosphere_water__liquid_equivalent_precipitation_rate"},
                 {"source": "forcing.land_surface_air__temperature", "destination": "hydro.land_surface_air__temperature"}],
             "outputs": {"path": f"{name}_{tag}.nc", "component": "hydro", "plots": False,
-                        "variables": ["land_surface_water__runoff_depth"], "flush_every": 365},
+                        "variables": ["land_surface_water__runoff_depth"], "flush_every": 365,
+                        "overwrite": True},  # the example reruns into its own folder
         }
         if rec:
             spec["record"] = {"path": "record.nc", "component": "hydro", "state_every": 30}
