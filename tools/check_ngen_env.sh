@@ -53,7 +53,7 @@ for r in rows:  # two days of hourly steps, as ngen drives it
     m.set_value(T, np.array([float(r["TMP_2maboveground"])]))
     m.update()
     depth.append(float(m.get_value_ptr("land_surface_water__runoff_depth")[0]))
-mass = [float(m.get_value_ptr(n)[0]) for n in ("ngen::mass_in", "ngen::mass_out", "ngen::mass_stored", "ngen::mass_leaked")]
+mass = [float(m.get_value_ptr("ngen::mass_" + k)[0]) for k in ("in", "out", "stored", "leaked")]
 assert m.get_current_time() == 48 * 3600.0, m.get_current_time()
 assert all(np.isfinite(depth)) and min(depth) >= 0.0 and sum(depth) > 0.0, depth
 assert abs(mass[0] - mass[1] - mass[2] - mass[3]) <= 1e-12, mass
