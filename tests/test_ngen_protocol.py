@@ -378,9 +378,18 @@ def test_ngen_config_writes_what_ngen_needs(sample_domain, gauge_domain):
         assert p["python_type"] == "bmi_dhydro.BmiDeltaModel" and p["main_output_variable"] == "land_surface_water__runoff_depth"
         assert p["init_config"] == "./config/{{id}}.yaml"
         assert p["variables_names_map"]["atmosphere_water__liquid_equivalent_precipitation_rate"] == "precip_rate"
+        assert "uses_forcing_file" not in p and "registration_function" not in p  # not bmi_python keys
+        assert real["output"] == {"precision": 17}  # ngen master's CSV writer: 9 significant digits otherwise
         for c in cats:
             cfg = yaml.safe_load((out / "config" / f"{c}.yaml").read_text())
             assert cfg["units"]["select"] == c and cfg["time"]["time_step"] == STEP_S
+    # the shipped realizations are what ngen-config writes (but for where their forcing lies)
+    for shipped in (NGEN / "realization.json", NGEN / "gauge_01073000" / "realization.json"):
+        shipped = json.loads(shipped.read_text())
+        fresh = sample_domain[1]
+        assert shipped["global"]["formulations"] == fresh["global"]["formulations"]
+        assert shipped["time"] == fresh["time"] and shipped["output"] == fresh["output"]
+        assert set(shipped) == set(fresh)
     # the shipped per-catchment configs describe the same units as freshly generated ones
     out = sample_domain[0]
     for c in SAMPLE_CATS:
