@@ -242,6 +242,7 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         self.end_gradient_window()
         if self._initialized:
             self._refresh_outputs()
+        self._clock_origin = 0  # a NetCDF restart keeps the run's clock (unlike an ngen restore: restart_clock)
 
     # -- hot swap (issue: gradient loop) -----------------------------------------------------------------------------
     def load_checkpoint(self, path) -> None:
@@ -337,7 +338,11 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
 
     # -- time ------------------------------------------------------------------------------------------------------
     def get_current_time(self) -> float:
-        return float(self.stepper.fw_step * self.stepper.dt_fw) if hasattr(self, "stepper") else 0.0
+        """Seconds since the start of this run; after an ngen serialization restore, since the restored state
+        (:func:`bmi_dhydro.bmi_state.restart_clock`)."""
+        if not hasattr(self, "stepper"):
+            return 0.0
+        return float((self.stepper.fw_step - getattr(self, "_clock_origin", 0)) * self.stepper.dt_fw)
 
     def get_start_time(self) -> float:
         return 0.0

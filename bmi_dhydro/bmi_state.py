@@ -140,6 +140,10 @@ def set_serialization(bmi, name: str, src) -> None:
     restore: set size (announce n bytes; the state buffer becomes n zero bytes, so ngen's Python adapter,
              which sizes the array it hands over by get_var_nbytes, passes the whole payload) -> set state
     create and free never touch the model state; a failed restore leaves the model state unchanged.
+
+    After a restore the BMI clock restarts: ``get_current_time()`` is 0 and counts the steps taken since (see
+    :func:`restart_clock`); the model's own calendar (PET day of year, daily aggregation) continues from the
+    restored state.
     """
     if name == SER_CREATE:
         set_ser_buffer(bmi._buf, serialize(bmi))
@@ -153,6 +157,21 @@ def set_serialization(bmi, name: str, src) -> None:
         bmi.end_gradient_window()  # the window's start state is no longer the run's
         bmi._refresh_outputs()
         set_ser_buffer(bmi._buf, data.copy())
+        restart_clock(bmi)
+
+
+def restart_clock(bmi) -> None:
+    """The BMI clock after an ngen serialization restore: 0 at the restored state, then the time since.
+
+    ngen (NOAA-OWP/ngen PR #957) restores a model once, right after creating it, and then runs its own time loop from
+    the realization's ``start_time``; it fetches the forcing of each step at ``start_time + (get_current_time() -
+    get_start_time())``, with ``get_start_time()`` read before the restore.  A resumed run's realization starts at the
+    time of the saved state, so the clock must read 0 there, as for a fresh model: reporting the restored clock would
+    fetch every record that much later, past the window (ngen's CSV provider then repeats its last record).  The
+    stepper keeps its own step count, so the calendar and the state continue exactly (``get_current_time()`` is
+    ``(steps taken - steps taken at the restore) x time step``).
+    """
+    bmi._clock_origin = bmi.stepper.fw_step
 
 
 def set_ser_buffer(buf: dict, data: np.ndarray) -> None:

@@ -24,6 +24,7 @@ from .units import from_hydrofabric
 
 PYTHON_TYPE = "bmi_dhydro.BmiDeltaModel"
 MAIN_OUTPUT = "land_surface_water__runoff_depth"
+OUTPUT_PRECISION = 17
 
 
 def realization(init_config_pattern: str, forcing_pattern: str, start: str, end: str, output_interval: int = 3600,
@@ -38,12 +39,10 @@ def realization(init_config_pattern: str, forcing_pattern: str, start: str, end:
                         "model_type_name": "bmi_dhydro",
                         "init_config": init_config_pattern,
                         "main_output_variable": MAIN_OUTPUT,
-                        "uses_forcing_file": False,
                         "variables_names_map": {
                             "atmosphere_water__liquid_equivalent_precipitation_rate": precip_field,
                             "land_surface_air__temperature": "TMP_2maboveground",
                         },
-                        "registration_function": "none",
                         # ngen's mass-balance protocol (ngen::mass_*): float64 rounding is ~1e-16 m, above ngen's
                         # default tolerance of 1e-16
                         "mass_balance": {"check": True, "tolerance": 1e-12, "frequency": 1, "fatal": False},
@@ -53,6 +52,9 @@ def realization(init_config_pattern: str, forcing_pattern: str, start: str, end:
             "forcing": {"file_pattern": ".*{{id}}.*.csv", "path": os.path.dirname(forcing_pattern) + "/", "provider": "CsvPerFeature"},
         },
         "time": {"start_time": start, "end_time": end, "output_interval": output_interval},
+        # ngen master writes catchment CSVs with 9 significant digits unless the top-level output block says more
+        # (a formulation-level "output_precision" is not read by its CSV writer); 17 round-trips float64
+        "output": {"precision": OUTPUT_PRECISION},
     }
 
 

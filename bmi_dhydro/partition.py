@@ -43,6 +43,32 @@ every nexus upstream or downstream of its catchments; a nexus whose downstream
 catchment lives elsewhere gets a ``nex-to-dest_cat`` connection to that rank,
 and a partition that owns the downstream catchment of a nexus gets an
 ``orig_cat-to-nex`` connection for every upstream catchment on another rank.
+
+Partitions ngen can run
+-----------------------
+ngen master's remote nexus (``HY_PointHydroNexusRemote``, read at dd04bbcc)
+posts its MPI receives in two places: ``add_upstream_flow`` (called once per
+*local* upstream catchment and step) posts them whenever none are pending, and
+``get_downstream_flow`` (once per step) posts them if none are pending and then
+waits for them.  When the downstream catchment of a nexus is on rank r, the
+nexus has an upstream catchment on another rank *and* two or more upstream
+catchments on r, a message that arrives between two local ``add_upstream_flow``
+calls completes the first receive and the second call posts another one: the
+receiving rank consumes two messages in that step whenever the sending rank
+runs ahead, and waits forever for a message that is never sent (observed: the
+``gauge_01073000`` domain split 2 ways hung at step 360 of 720).  With at most
+one local upstream catchment (or none, or all of them) exactly one receive is
+posted per step.  A terminal nexus (no downstream catchment in the domain) fed
+from several ranks is not a hang but gives a partial flow on each rank
+(NOAA-OWP/ngen#284).
+
+:func:`ngen_partition_risks` lists both patterns for a decomposition;
+``decompose(..., ngen_safe=True)`` avoids them (it keeps the best balanced
+split when that has none, else moves single catchments to the rank of the
+catchment they drain to until none is left; it warns if that fails) and
+:func:`ngen_partitions` refuses to write a decomposition that has one.
+:func:`write_ngen_partition_file` (also ``python -m bmi_dhydro.partition``)
+does all of it from a hydrofabric (GeoJSON pair or GeoPackage).
 """
 
 from __future__ import annotations
@@ -50,6 +76,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
@@ -70,6 +97,8 @@ __all__ = [
     "write_ngen_partitions",
     "validate_ngen_partitions",
     "load_ngen_network",
+    "ngen_partition_risks",
+    "write_ngen_partition_file",
 ]
 
 NGEN_ORIG_TO_NEX = "orig_cat-to-nex"
@@ -276,10 +305,11 @@ def _raise_cycle(nodes: list, parent: np.ndarray) -> None:
     raise RuntimeError("internal error: network traversal incomplete but no cycle found")  # pragma: no cover
 
 
-def _postorder(parent: np.ndarray) -> tuple[np.ndarray, list]:
+def _postorder(parent: np.ndarray, child_key: np.ndarray | None = None) -> tuple[np.ndarray, list]:
     """Depth-first post-order of the forest given by ``parent`` (upstream first).
 
-    Outlets are visited in node order, upstream branches in node order; every
+    Outlets are visited in node order, upstream branches in node order (or
+    by increasing ``child_key``, ties in node order); every
     subtree is a contiguous run of the result.  Also returns the levels (node
     indices by distance from the outlet).  Computed level by level with
     numpy (subtree sizes bottom-up, then positions top-down) instead of a
@@ -287,7 +317,10 @@ def _postorder(parent: np.ndarray) -> tuple[np.ndarray, list]:
     from the result.
     """
     n = parent.size
-    children_order = np.argsort(parent, kind="stable")  # outlets first, then grouped by parent
+    if child_key is None:
+        children_order = np.argsort(parent, kind="stable")  # outlets first, then grouped by parent
+    else:
+        children_order = np.lexsort((child_key, parent))
     n_roots = int(np.count_nonzero(parent < 0))
     roots = children_order[:n_roots]
     kids = children_order[n_roots:]
@@ -379,6 +412,7 @@ def partition_units(
     toid: Mapping[Hashable, Any] | Sequence[Any] | None = None,
     *,
     tolerance: float = 0.02,
+    ngen_safe: bool = False,
 ) -> list[list]:
     """Split units into ``n_parts`` non-empty groups balanced by cost.
 
@@ -403,6 +437,10 @@ def partition_units(
     tolerance:
         Balance slack, as a fraction of the mean part cost, that a cut may give
         up to cut fewer network links (0 = best balance only).
+    ngen_safe:
+        Avoid the splits ngen master cannot run (see the module docstring and
+        :func:`ngen_partition_risks`), at the cost of balance where needed;
+        needs ``toid`` with the nexuses.  Warns if no such split exists.
 
     Returns
     -------
@@ -411,11 +449,11 @@ def partition_units(
         the same input always gives the same result.
     """
     ids = _check_ids(ids)
-    assignment = _assign(ids, n_parts, cost, toid, tolerance)
+    assignment = _assign(ids, n_parts, cost, toid, tolerance, ngen_safe)
     return [[ids[i] for i in np.flatnonzero(assignment == r)] for r in range(int(n_parts))]
 
 
-def _assign(ids: list, n_parts: Any, cost: Any, toid: Any, tolerance: Any) -> np.ndarray:
+def _assign(ids: list, n_parts: Any, cost: Any, toid: Any, tolerance: Any, ngen_safe: bool = False) -> np.ndarray:
     """Rank of each unit (``ids`` already checked); see :func:`partition_units`."""
     n = _check_n_parts(n_parts, len(ids))
     costs = _check_cost(cost, ids)
@@ -426,39 +464,186 @@ def _assign(ids: list, n_parts: Any, cost: Any, toid: Any, tolerance: Any) -> np
     if not (tol >= 0 and math.isfinite(tol)):
         raise ValueError(f"tolerance: expected a finite number >= 0, got {tolerance!r}")
 
+    if ngen_safe and toid is None:
+        raise ValueError("ngen_safe: needs toid, the catchment -> nexus -> catchment network")
+    if n == 1:
+        return np.zeros(len(ids), dtype=np.int64)
     if toid is None:
         seq = np.arange(len(ids), dtype=np.int64)
         seq_is_unit = np.ones(len(ids), dtype=bool)
         crossing = np.zeros(len(ids) + 1, dtype=np.int64)
-    else:
-        net = _build_network(ids, toid)
-        seq = net.order
-        seq_is_unit = seq < net.n_units
-        L = seq.size
-        pos = np.empty(L, dtype=np.int64)
-        pos[seq] = np.arange(L)
-        # only links that end (possibly through nexuses) at a unit carry data
-        # between units; links into outlet nexuses never need to cross ranks
-        leads = np.zeros(L, dtype=bool)
-        leads[: net.n_units] = True
-        for lv in net.levels[1:]:  # downstream levels first
-            leads[lv] |= leads[net.parent[lv]]
-        child = np.flatnonzero((net.parent >= 0) & leads[np.maximum(net.parent, 0)])
-        a = pos[child]  # child position; its parent comes later in post-order
-        b = pos[net.parent[child]]
-        # a link child->parent crosses every cut p with a < p <= b
-        diff = np.bincount(a + 1, minlength=L + 2)[: L + 2] - np.bincount(b + 1, minlength=L + 2)[: L + 2]
-        crossing = np.cumsum(diff)[: L + 1]
+        seq_cost = costs[seq]
+        return _split_sequence(seq, seq_is_unit, seq_cost, crossing, len(ids), n, tol)
+    net = _build_network(ids, toid)
+    seq, pos, seq_is_unit, seq_cost, crossing = _sequence(net, net.order, costs)
+    assignment = _split_sequence(seq, seq_is_unit, seq_cost, crossing, len(ids), n, tol)
+    if not ngen_safe:
+        return assignment
+    risks = _ngen_risks(net, assignment)
+    if not risks:
+        return assignment
+    # The best balanced split has a nexus ngen cannot run.  Repair it by moving single catchments
+    # (_ngen_repair), and likewise the split of the post-order that visits each nexus's largest upstream subtree
+    # last (a cut inside that subtree leaves at most one upstream catchment with the downstream one, which ngen
+    # runs); keep the one with the fewest problems left, then the best balance, then the fewest cut links.
+    node_cost = np.zeros(len(net.nodes))
+    node_cost[: net.n_units] = costs
+    subtree = node_cost.copy()
+    for lv in reversed(net.levels[1:]):
+        np.add.at(subtree, net.parent[lv], subtree[lv])
+    best_key = None
+    for order in (net.order, _postorder(net.parent, child_key=subtree)[0]):
+        seq, pos, seq_is_unit, seq_cost, crossing = _sequence(net, order, costs)
+        a = _ngen_repair(net, _split_sequence(seq, seq_is_unit, seq_cost, crossing, len(ids), n, tol), costs, n)
+        part_cost = np.bincount(a, weights=costs, minlength=n)
+        key = (len(_ngen_risks(net, a)), round(float(part_cost.max()), 9), _count_cut(net, a))
+        if best_key is None or key < best_key:
+            best_key, assignment = key, a
+    if best_key[0]:
+        risks = _ngen_risks(net, assignment)
+        warnings.warn(f"no {n}-way split of this network found that avoids ngen's remote-nexus problems; "
+                      f"{len(risks)} remain: " + "; ".join(risks[:5]), stacklevel=3)
+    return assignment
 
-    seq_cost = np.where(seq_is_unit, costs[np.minimum(seq, len(ids) - 1)], 0.0)
-    if n == 1:
-        return np.zeros(len(ids), dtype=np.int64)
+
+def _ngen_repair(net: _Network, assignment: np.ndarray, costs: np.ndarray, n: int) -> np.ndarray:
+    """Move single catchments until no nexus is one ngen cannot run (or nothing more can move).
+
+    A nexus whose downstream catchment's rank r holds two or more, but not
+    all, of its upstream catchments gets the others moved to r: only those
+    catchments move, not their upstream areas, so the nexus above each of them
+    now sends to r from wherever its own upstream catchments are (none of which
+    was on r in a post-order split).  A terminal nexus fed from several ranks
+    gets its upstream catchments moved to the rank holding most of their cost.
+    A move that would empty a rank is not made.
+    """
+    a = assignment.copy()
+    count = np.bincount(a, minlength=n)
+    groups = [(down, contrib) for _, down, contrib in _nexus_groups(net) if contrib.size >= 2]
+    for _ in range(len(groups) + 1):
+        moved = False
+        for down, contrib in groups:
+            ranks = a[contrib]
+            if 0 <= down < net.n_units:
+                r = int(a[down])
+                local = int(np.count_nonzero(ranks == r))
+                if not (2 <= local < ranks.size):
+                    continue
+            else:
+                if np.all(ranks == ranks[0]):
+                    continue
+                r = int(np.argmax(np.bincount(ranks, weights=costs[contrib], minlength=n)))
+            movers = contrib[ranks != r]
+            leaving = np.bincount(a[movers], minlength=n)
+            if np.any((leaving > 0) & (leaving >= count)):
+                continue
+            count -= leaving
+            count[r] += movers.size
+            a[movers] = r
+            moved = True
+        if not moved:
+            break
+    return a
+
+
+def _sequence(net: _Network, order: np.ndarray, costs: np.ndarray):
+    """The arrays a split of the post-order ``order`` needs: (seq, pos, is_unit, cost, crossing links per cut)."""
+    seq = order
+    seq_is_unit = seq < net.n_units
+    L = seq.size
+    pos = np.empty(L, dtype=np.int64)
+    pos[seq] = np.arange(L)
+    # only links that end (possibly through nexuses) at a unit carry data
+    # between units; links into outlet nexuses never need to cross ranks
+    leads = np.zeros(L, dtype=bool)
+    leads[: net.n_units] = True
+    for lv in net.levels[1:]:  # downstream levels first
+        leads[lv] |= leads[net.parent[lv]]
+    child = np.flatnonzero((net.parent >= 0) & leads[np.maximum(net.parent, 0)])
+    a = pos[child]  # child position; its parent comes later in post-order
+    b = pos[net.parent[child]]
+    # a link child->parent crosses every cut p with a < p <= b
+    diff = np.bincount(a + 1, minlength=L + 2)[: L + 2] - np.bincount(b + 1, minlength=L + 2)[: L + 2]
+    crossing = np.cumsum(diff)[: L + 1]
+    seq_cost = np.where(seq_is_unit, costs[np.minimum(seq, net.n_units - 1)], 0.0)
+    return seq, pos, seq_is_unit, seq_cost, crossing
+
+
+def _split_sequence(seq, seq_is_unit, seq_cost, crossing, n_units, n, tol) -> np.ndarray:
+    """Rank of each unit when the sequence is cut into ``n`` contiguous parts (:func:`_choose_cuts`)."""
     cuts = _choose_cuts(seq_cost, seq_is_unit, crossing, n, tol)
     part_of_pos = np.searchsorted(cuts, np.arange(seq.size), side="right")
-    assignment = np.empty(len(ids), dtype=np.int64)
     unit_pos = np.flatnonzero(seq_is_unit)
+    assignment = np.empty(n_units, dtype=np.int64)
     assignment[seq[unit_pos]] = part_of_pos[unit_pos]
     return assignment
+
+
+def _count_cut(net: _Network, assignment: np.ndarray) -> int:
+    """Units whose nearest downstream unit (through non-unit nodes) is on another rank."""
+    down = np.full(len(net.nodes), -1, dtype=np.int64)
+    for lv in net.levels[1:]:  # downstream first: a node's nearest downstream unit is its parent or the parent's
+        p = net.parent[lv]
+        down[lv] = np.where(p < net.n_units, p, down[p])
+    d = down[: net.n_units]
+    has = d >= 0
+    return int(np.count_nonzero(assignment[has] != assignment[d[has]]))
+
+
+def _nexus_groups(net: _Network):
+    """For each non-unit node with unit contributors: (node, its downstream node or -1, contributor unit indices)."""
+    units = np.flatnonzero(net.parent[: net.n_units] >= net.n_units)
+    nex = net.parent[units]
+    order = np.argsort(nex, kind="stable")
+    units, nex = units[order], nex[order]
+    starts = np.flatnonzero(np.r_[True, nex[1:] != nex[:-1]]) if nex.size else np.zeros(0, dtype=np.int64)
+    ends = np.r_[starts[1:], nex.size].astype(np.int64)
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        node = int(nex[a])
+        yield node, int(net.parent[node]), units[a:b]
+
+
+def _ngen_risks(net: _Network, assignment: np.ndarray) -> list[str]:
+    """The nexuses of a decomposition that ngen master cannot run (see the module docstring)."""
+    out = []
+    for node, down, contrib in _nexus_groups(net):
+        ranks = assignment[contrib]
+        names = [str(net.nodes[c]) for c in contrib]
+        if 0 <= down < net.n_units:
+            r = int(assignment[down])
+            local = int(np.count_nonzero(ranks == r))
+            if local >= 2 and local < ranks.size:
+                remote = sorted({int(x) for x in ranks[ranks != r]})
+                out.append(f"nexus {str(net.nodes[node])!r}: downstream catchment {str(net.nodes[down])!r} and "
+                           f"{local} of its {ranks.size} upstream catchments ({_show(n for n, x in zip(names, ranks) if x == r)}) on "
+                           f"rank {r}, the others on rank(s) {remote}: ngen's receiving nexus posts a receive per "
+                           "local upstream catchment and hangs")
+        elif np.unique(ranks).size > 1:
+            out.append(f"terminal nexus {str(net.nodes[node])!r}: upstream catchments on ranks "
+                       f"{sorted({int(x) for x in ranks})}: ngen writes a partial flow on each (NOAA-OWP/ngen#284)")
+    return out
+
+
+def ngen_partition_risks(parts: "Sequence[Sequence[Hashable]] | Decomposition | Sequence[NgenPartition]",
+                         toid: Mapping[Hashable, Any]) -> list[str]:
+    """Why ngen master cannot run a decomposition: one message per offending nexus, empty when it can.
+
+    ``parts``: a :class:`Decomposition`, lists of catchment ids per rank, or
+    ngen partition records; ``toid`` holds the ``cat -> nex`` and
+    ``nex -> cat`` links.  Flags (1) a nexus whose downstream catchment's rank
+    holds two or more, but not all, of its upstream catchments (ngen's remote
+    nexus then posts two receives in a step when the sender runs ahead, and
+    hangs), and (2) a terminal nexus fed from more than one rank.
+    """
+    if isinstance(parts, Decomposition):
+        dec = parts
+    else:
+        plist = list(parts)
+        if plist and all(isinstance(p, NgenPartition) for p in plist):
+            dec = Decomposition.from_ngen(plist)
+        else:
+            dec = Decomposition.from_parts([u for part in plist for u in part], plist)
+    return _ngen_risks(_build_network(list(dec.ids), toid), dec.assignment)
 
 
 def decompose(
@@ -468,10 +653,11 @@ def decompose(
     toid: Mapping[Hashable, Any] | Sequence[Any] | None = None,
     *,
     tolerance: float = 0.02,
+    ngen_safe: bool = False,
 ) -> "Decomposition":
     """``partition_units`` wrapped in a :class:`Decomposition` over ``ids``."""
     ids = _check_ids(ids)
-    return Decomposition(ids, _assign(ids, n_parts, cost, toid, tolerance), n_parts=n_parts)
+    return Decomposition(ids, _assign(ids, n_parts, cost, toid, tolerance, ngen_safe), n_parts=n_parts)
 
 
 def downstream_units(ids: Sequence[Hashable], toid: Mapping[Hashable, Any] | Sequence[Any]) -> list:
@@ -954,19 +1140,26 @@ def write_ngen_partitions(
 
 
 def ngen_partitions(
-    parts: "Sequence[Sequence[str]] | Decomposition", toid: Mapping[Hashable, Any]
+    parts: "Sequence[Sequence[str]] | Decomposition", toid: Mapping[Hashable, Any], *, check: bool = True
 ) -> list[NgenPartition]:
     """ngen partition records for a decomposition of catchments.
 
     ``toid`` must hold the ``cat -> nex`` links and the ``nex -> cat`` links
     (ngen's catchment and nexus tables).  A catchment draining straight into
     another catchment cannot be written in ngen's format and is an error.
+    ``check``: refuse a decomposition that ngen master cannot run
+    (:func:`ngen_partition_risks`; make one with ``decompose(..., ngen_safe=True)``).
     """
     if isinstance(parts, Decomposition):
         parts = parts.parts
     parts = [list(p) for p in parts]
     if not isinstance(toid, Mapping):
         raise TypeError(f"toid: expected a mapping id -> downstream id, got {type(toid).__name__}")
+    if check:
+        risks = ngen_partition_risks(parts, toid)
+        if risks:
+            raise ValueError(f"ngen master cannot run this split ({len(risks)} problem(s); decompose(..., "
+                             "ngen_safe=True) avoids them where possible):\n  " + "\n  ".join(risks[:20]))
     owner: dict = {}
     for r, part in enumerate(parts):
         for c in part:
@@ -1019,16 +1212,23 @@ def ngen_partitions(
 def load_ngen_network(
     catchments: str | os.PathLike, nexuses: str | os.PathLike | None = None
 ) -> tuple[list[str], dict, np.ndarray | None]:
-    """Read ngen-style GeoJSON (catchment and optional nexus FeatureCollections).
+    """Read an ngen hydrofabric: GeoJSON (catchment and optional nexus FeatureCollections) or a GeoPackage.
 
     Returns ``(catchment_ids, toid, areasqkm)``: ids in file order, one
     ``toid`` mapping holding both tables, and the ``areasqkm`` property as an
     array (``None`` when any catchment lacks it).  Property names are matched
-    case-insensitively (``toid``/``toID``).
+    case-insensitively (``toid``/``toID``).  A GeoPackage (``.gpkg``) is read
+    as ngen reads it: catchments from the ``divides`` layer (id
+    ``divide_id``), nexuses from the ``nexus`` layer of ``nexuses`` or, when
+    that is not given, of the same file; a nexus ``toid`` naming a divide by
+    its flowpath id (``wb-N``) is mapped to that divide's catchment id, as
+    ngen's ``update_ids("id")`` does.
     """
 
     def features(path: str | os.PathLike, what: str) -> list[tuple[str, dict]]:
         src = os.fspath(path)
+        if src.lower().endswith(".gpkg"):
+            return gpkg_features(src, what)
         try:
             with open(src, encoding="utf-8") as fh:
                 data = json.load(fh)
@@ -1047,6 +1247,28 @@ def load_ngen_network(
             out.append((str(fid), props))
         return out
 
+    def gpkg_features(src: str, what: str) -> list[tuple[str, dict]]:
+        import pyogrio
+
+        if not os.path.isfile(src):
+            raise FileNotFoundError(f"{what} file not found: {src}")
+        layer = "divides" if what == "catchment" else "nexus"
+        if layer not in {str(name) for name, _ in pyogrio.list_layers(src)}:
+            raise ValueError(f"{src}: no {layer!r} layer (ngen reads catchments from 'divides', nexuses from 'nexus')")
+        meta, _, _, fields = pyogrio.raw.read(src, layer=layer, read_geometry=False)
+        names = [str(n).lower() for n in meta["fields"]]
+        key = "divide_id" if what == "catchment" and "divide_id" in names else "id"
+        if key not in names:
+            raise ValueError(f"{src}: layer {layer!r} has no {key!r} field")
+        out = []
+        for row in zip(*fields):
+            props = {n: (v.item() if isinstance(v, np.generic) else v) for n, v in zip(names, row)}
+            if what == "catchment" and key == "divide_id":
+                alias[str(props.get("id"))] = str(props["divide_id"])
+            out.append((str(props[key]), props))
+        return out
+
+    alias: dict = {}
     cats = features(catchments, "catchment")
     ids = [fid for fid, _ in cats]
     toid: dict = {}
@@ -1054,10 +1276,67 @@ def load_ngen_network(
     for fid, props in cats:
         toid[fid] = props.get("toid")
         areas.append(props.get("areasqkm"))
+    if nexuses is None and os.fspath(catchments).lower().endswith(".gpkg"):
+        nexuses = catchments
     if nexuses is not None:
         for fid, props in features(nexuses, "nexus"):
-            toid[fid] = props.get("toid")
+            down = props.get("toid")
+            toid[fid] = alias.get(down, down) if isinstance(down, str) else down
     area = None
     if all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in areas):
         area = np.asarray(areas, dtype=np.float64)
     return ids, toid, area
+
+
+def write_ngen_partition_file(
+    catchments: str | os.PathLike,
+    n_parts: int,
+    out: str | os.PathLike,
+    nexuses: str | os.PathLike | None = None,
+    *,
+    cost: str = "area",
+    tolerance: float = 0.02,
+) -> list[NgenPartition]:
+    """Write an ngen partition file for a hydrofabric that ngen master runs to completion.
+
+    Reads the network (:func:`load_ngen_network`), splits it into ``n_parts``
+    balanced by ``cost`` (``"area"``: ``areasqkm``; ``"count"``: catchments)
+    with ``ngen_safe=True``, and writes the partitions; raises if no such split
+    exists (see :func:`ngen_partition_risks`).  Returns the written records.
+    """
+    ids, toid, area = load_ngen_network(catchments, nexuses)
+    if cost not in ("area", "count"):
+        raise ValueError(f"cost: expected 'area' or 'count', got {cost!r}")
+    if cost == "area" and area is None:
+        raise ValueError(f"{os.fspath(catchments)}: some catchments lack 'areasqkm'; use cost='count'")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ngen_partitions below raises with the full list
+        dec = decompose(ids, n_parts, cost=area if cost == "area" else None, toid=toid, tolerance=tolerance,
+                        ngen_safe=True)
+    parts = ngen_partitions(dec, toid)
+    write_ngen_partitions(parts, out)
+    return parts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bmi_dhydro.partition HYDROFABRIC N -o partitions.json [--nexus NEXUS.geojson]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m bmi_dhydro.partition",
+                                 description="Write an ngen partition file that ngen master runs to completion.")
+    ap.add_argument("catchments", help="catchment GeoJSON, or a hydrofabric GeoPackage (divides + nexus layers)")
+    ap.add_argument("n_parts", type=int, help="number of partitions (MPI ranks)")
+    ap.add_argument("-o", "--out", required=True, help="partition JSON to write")
+    ap.add_argument("--nexus", default=None,
+                    help="nexus GeoJSON (or GeoPackage); default: the catchments file if it is a .gpkg")
+    ap.add_argument("--cost", choices=("area", "count"), default="area", help="what to balance (default: area)")
+    args = ap.parse_args(argv)
+    parts = write_ngen_partition_file(args.catchments, args.n_parts, args.out, args.nexus, cost=args.cost)
+    for p in parts:
+        print(f"rank {p.id}: {len(p.cat_ids)} catchments, {len(p.remote_connections)} remote connections")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -18,7 +18,15 @@ The replay follows ngen's sources call for call (checked with the search tool):
 * ``CsvPerFeatureForcingProvider``: the realization's ``variables_names_map`` alias is looked up through ngen's
   well-known AORC fields (``precip_rate`` is ``mm s^-1``; ``APCP_surface`` is ``kg m^-2``, which cannot be
   converted to a rate), values are converted to the units the model reports, and an impossible conversion is an
-  error here (ngen would warn and pass the raw number).
+  error here (ngen would warn and pass the raw number).  It keeps the records from the realization's start to its
+  end time; a request past the end gets the last record (``get_ts_index_for_time`` stops counting at the end).
+* The serialization protocol of NOAA-OWP/ngen PR #957 (refs/pull/957/head a4558ecb; not in master): the model time
+  offset is fixed from ``get_start_time`` before anything else (``determine_model_time_offset``), the protocols probe
+  ``get_var_units`` of the reserved names, a restore runs once at the end of the formulation's creation
+  (``SetValue(ngen::serialization_size, int64 n)``, ``SetValue(ngen::serialization_state, n bytes)``), and a save
+  runs after each step's response and mass-balance check (``SetValue(create)``, ``GetValue(size)``,
+  ``GetValue(state)`` into a buffer of that size, ``SetValue(free)``).  The adapter maps numpy ``uint8`` to
+  ``uint8_t`` there.
 
 Every catchment is a separate instance in one process, stepped catchment by catchment as ngen does, with configs
 and the realization written by ``dhydro ngen-config``.  The ngen cat-27/52/67 sample's ``precip_rate`` column is
@@ -30,7 +38,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +84,7 @@ def analogous_cxx_type(py_type: str, itemsize: int) -> str:
     """Bmi_Py_Adapter::get_analogous_cxx_type (LP64 sizes); anything else throws in ngen."""
     table = {("int", 2): "short", ("int16", 2): "short", ("int", 4): "int", ("int32", 4): "int", ("int", 8): "long",
              ("int64", 8): "long long", ("longlong", 8): "long long", ("float", 4): "float", ("float32", 4): "float",
-             ("float", 8): "double", ("float64", 8): "double", ("uint8", 1): "unsigned char", ("int8", 1): "signed char"}
+             ("float", 8): "double", ("float64", 8): "double", ("uint8", 1): "uint8_t", ("int8", 1): "uint8_t"}
     if (py_type, itemsize) not in table:
         raise RuntimeError(f"(Bmi_Py_Adapter) Failed determining analogous C++ type for Python model '{py_type}' type "
                            f"with size {itemsize} bytes.")
@@ -84,7 +92,7 @@ def analogous_cxx_type(py_type: str, itemsize: int) -> str:
 
 
 NP_OF_CXX = {"double": "float64", "float": "float32", "int": "int32", "long": "int64", "long long": "int64",
-             "short": "int16", "unsigned char": "uint8", "signed char": "int8"}
+             "short": "int16", "uint8_t": "uint8"}
 
 
 class PyAdapter:
@@ -172,12 +180,14 @@ SAME_UNITS = [{"mm s^-1", "mm s-1", "mm/s"}, {"K"}, {"W m-2", "W m^-2"}, {"Pa"},
 class CsvPerFeatureProvider:
     """ngen's CsvPerFeatureForcingProvider for one catchment, hourly records."""
 
-    def __init__(self, path: Path, start: datetime):
+    def __init__(self, path: Path, start: datetime, end: datetime | None = None):
         df = pd.read_csv(path, skipinitialspace=True)
         df.columns = [c.strip() for c in df.columns]
         times = pd.to_datetime(df["time"])
         assert times.iloc[0] <= pd.Timestamp(start.replace(tzinfo=None))
-        self.start = int(pd.Timestamp(times.iloc[0]).tz_localize("UTC").timestamp())
+        keep = (times >= pd.Timestamp(start)) & (times <= pd.Timestamp(end or times.iloc[-1]))
+        df = df[keep.to_numpy()]
+        self.start = int(pd.Timestamp(start).tz_localize("UTC").timestamp())
         self.values, self.units = {}, {}
         for col in df.columns:
             if col == "time":
@@ -191,7 +201,8 @@ class CsvPerFeatureProvider:
         canonical = WELL_KNOWN.get(name, (name,))[0]
         if canonical not in self.values:
             raise RuntimeError(f"Cannot get forcing value for unrecognized parameter name '{name}'.")
-        i = (epoch - self.start) // 3600
+        assert epoch >= self.start, "Forcing had bad pre-start time for index query"
+        i = min((epoch - self.start) // 3600, len(next(iter(self.values.values()))) - 1)  # past the end: last record
         assert duration == 3600
         value = float(self.values[canonical][i])
         have = self.units.get(name, self.units[canonical])
@@ -275,6 +286,25 @@ class Formulation:
         m_in, m_out, m_st, m_lk = (float(self.adapter.GetValue(n)[0]) for n in MASS)
         return m_in - m_out - m_st - m_lk
 
+    # ngen PR #957: NgenBmiProtocols (src/utilities/bmi/serialization.cpp, deserialization.cpp)
+    def checkpoint_state(self) -> np.ndarray:
+        """Protocol::SERIALIZATION after a step: ScopedCapture's SetValue(create) -> GetValue(size) -> GetValue(state)
+        into a buffer of that many bytes -> SetValue(free)."""
+        a = self.adapter
+        a.SetValue("ngen::serialization_create", [1])
+        size = int(a.GetValue("ngen::serialization_size")[0])
+        assert size > 0
+        payload = a.GetValue("ngen::serialization_state")
+        assert payload.size == size
+        a.SetValue("ngen::serialization_free", [1])
+        return payload
+
+    def restore(self, payload: np.ndarray) -> None:
+        """Protocol::DESERIALIZATION, once at the end of the formulation's creation: SetValue(size, int64 n) ->
+        SetValue(state, the n bytes of the record)."""
+        self.adapter.SetValue("ngen::serialization_size", [payload.size])
+        self.adapter.SetValue("ngen::serialization_state", payload)
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # the domains, written by `dhydro ngen-config`
@@ -348,9 +378,18 @@ def test_ngen_config_writes_what_ngen_needs(sample_domain, gauge_domain):
         assert p["python_type"] == "bmi_dhydro.BmiDeltaModel" and p["main_output_variable"] == "land_surface_water__runoff_depth"
         assert p["init_config"] == "./config/{{id}}.yaml"
         assert p["variables_names_map"]["atmosphere_water__liquid_equivalent_precipitation_rate"] == "precip_rate"
+        assert "uses_forcing_file" not in p and "registration_function" not in p  # not bmi_python keys
+        assert real["output"] == {"precision": 17}  # ngen master's CSV writer: 9 significant digits otherwise
         for c in cats:
             cfg = yaml.safe_load((out / "config" / f"{c}.yaml").read_text())
             assert cfg["units"]["select"] == c and cfg["time"]["time_step"] == STEP_S
+    # the shipped realizations are what ngen-config writes (but for where their forcing lies)
+    for shipped in (NGEN / "realization.json", NGEN / "gauge_01073000" / "realization.json"):
+        shipped = json.loads(shipped.read_text())
+        fresh = sample_domain[1]
+        assert shipped["global"]["formulations"] == fresh["global"]["formulations"]
+        assert shipped["time"] == fresh["time"] and shipped["output"] == fresh["output"]
+        assert set(shipped) == set(fresh)
     # the shipped per-catchment configs describe the same units as freshly generated ones
     out = sample_domain[0]
     for c in SAMPLE_CATS:
@@ -490,3 +529,45 @@ def test_update_until_path_and_model_params(sample_domain, monkeypatch, tmp_path
     assert model.get_value_ptr("FC")[0] == 150.0
     main, _, worst = run_domain({"fixed": f}, n_steps=240)
     assert worst <= 1e-12 and np.all(main >= 0)
+
+
+def test_serialization_save_restore_resume_equals_the_unbroken_run(sample_domain, sample_run, monkeypatch):
+    """ngen PR #957: a run that saves every step is stopped after output step K; a second ngen run, whose realization
+    starts at the time of the saved state, restores record K for every catchment and runs to the original end.  Its
+    responses, forcing and outputs equal the unbroken run's bit for bit, because the model's clock reads 0 at the
+    restored state (ngen fetches the forcing of each step at start_time + get_current_time())."""
+    out, real, forcing_dir, cats = sample_domain
+    forms0, main0, precip0, _ = sample_run  # the unbroken 720-step run
+    monkeypatch.chdir(out)
+    params = real["global"]["formulations"][0]["params"]
+    start, end = (datetime.fromisoformat(real["time"][k]) for k in ("start_time", "end_time"))
+    K = 359  # "restore": {"step": "359"}: the record saved after output step 359, the state at 2015-12-16 00:00
+
+    def provider(cat, t0):
+        return CsvPerFeatureProvider(forcing_dir / f"{cat}.csv", t0, end)
+
+    saving = {c: Formulation(params, c, provider(c, start), start) for c in cats}
+    records = {}
+    for t in range(K + 1):  # Layer::update_models: response, mass balance, checkpoint_state (frequency 1)
+        for j, (c, f) in enumerate(saving.items()):
+            value, _ = f.get_response(t, STEP_S)
+            assert value == main0[t, j]  # saving never changes the run
+            assert abs(f.mass_balance()) <= 1e-12
+            records[(c, t)] = f.checkpoint_state()
+    del saving  # the first run ends (stopped, or crashed)
+
+    resumed_start = start + timedelta(seconds=(K + 1) * STEP_S)
+    resumed = {}
+    for c in cats:
+        f = Formulation(params, c, provider(c, resumed_start), resumed_start)
+        f.restore(records[(c, K)])
+        assert f.adapter.float_("get_current_time") == 0.0  # the clock of the resumed run
+        resumed[c] = f
+    main, precip, worst = run_domain(resumed, n_steps=N_STEPS - (K + 1))
+    np.testing.assert_array_equal(precip, precip0[K + 1:])  # the forcing of the right hours, not the last record's
+    np.testing.assert_array_equal(main, main0[K + 1:])
+    assert worst <= 1e-12  # ngen's mass-balance check holds across the restore
+    for c in cats:
+        assert resumed[c].output_line() == forms0[c].output_line()
+        for name in MASS:
+            assert resumed[c].adapter.GetValue(name)[0] == forms0[c].adapter.GetValue(name)[0]

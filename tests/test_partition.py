@@ -20,15 +20,20 @@ from bmi_dhydro.partition import (
     decompose,
     downstream_units,
     load_ngen_network,
+    ngen_partition_risks,
     ngen_partitions,
     partition_units,
     read_ngen_partitions,
     validate_ngen_partitions,
     write_ngen_partitions,
+    write_ngen_partition_file,
 )
 
 DATA = Path(__file__).parent / "data" / "partitions"
 EXAMPLE = DATA / "simple_partition2.json"
+NGEN_DATA = Path(__file__).resolve().parents[1] / "examples" / "ngen" / "data"
+SAMPLE_CATS, SAMPLE_NEXS = NGEN_DATA / "catchment_data.geojson", NGEN_DATA / "nexus_data.geojson"
+GAUGE_GPKG = NGEN_DATA / "gauge_01073000" / "gauge_01073000.gpkg"
 CATS = DATA / "simple_catchment_data.json"
 NEXS = DATA / "simple_nexus_data.json"
 
@@ -462,3 +467,163 @@ def test_postorder_matches_reference(seed):
     order, levels = _postorder(parent)
     assert order.tolist() == _reference_postorder(parent.tolist())
     assert sorted(np.concatenate(levels).tolist()) == list(range(n))
+
+
+# --------------------------------------------------------------------------- #
+# partitions ngen master can run (its remote nexus, HY_PointHydroNexusRemote)
+# --------------------------------------------------------------------------- #
+
+
+def replay_ngen_receives(partitions, toid, n_steps=720):
+    """ngen master's receive bookkeeping for every receiving remote nexus, with the senders always ahead.
+
+    Per rank and output step ngen calls ``add_upstream_flow`` once per local upstream catchment of a nexus
+    (Layer::update_models), then ``get_downstream_flow`` once (SurfaceLayer::update_models).  The remote nexus
+    (src/core/nexus/HY_PointHydroNexusRemote.cpp at dd04bbcc): ``add_upstream_flow`` first completes whatever
+    posted receives have a message (process_communications), then, if none is pending, posts one receive per
+    upstream rank; ``get_downstream_flow`` posts them if none is pending and waits for all.  Each upstream rank
+    sends one message per step (when all its local upstream catchments have added theirs); a sender running ahead
+    means every message is already there when a receive is tested.  Returns ``{nexus: step at which the receiving
+    rank waits for a message that never comes}`` (empty: every rank completes the run).
+    """
+    origins: dict = {}
+    for key, val in toid.items():
+        if key.startswith("cat-") and isinstance(val, str):
+            origins.setdefault(val, []).append(key)
+    hangs = {}
+    for p in partitions:
+        upstream = {}
+        for rc in p.remote_connections:
+            if rc.cat_direction == NGEN_ORIG_TO_NEX:
+                upstream.setdefault(rc.nex_id, set()).add(rc.mpi_rank)
+        for nex, ranks in upstream.items():
+            n_local = sum(1 for c in origins.get(nex, []) if c in p.cat_ids)
+            sent = {r: n_steps for r in ranks}  # messages each upstream rank sends over the run
+            pending: list = []
+
+            def process():
+                for r in list(pending):
+                    if sent[r] > 0:  # a message is there: the receive completes
+                        sent[r] -= 1
+                        pending.remove(r)
+
+            for t in range(n_steps):
+                for _ in range(n_local):  # add_upstream_flow
+                    process()
+                    if not pending:
+                        pending.extend(sorted(ranks))
+                if not pending:  # get_downstream_flow
+                    pending.extend(sorted(ranks))
+                process()
+                if pending:
+                    hangs[nex] = t
+                    break
+    return hangs
+
+
+def _gauge_toid():
+    return {"cat-11223": "nex-11224", "cat-11410": "nex-11223", "cat-11371": "nex-11224", "cat-11509": "nex-11224",
+            "cat-11224": "nex-11225", "nex-11223": "cat-11223", "nex-11224": "cat-11224", "nex-11225": "wb-11225"}
+
+
+def test_gauge_geopackage_network_reads_as_ngen_links_it():
+    ids, toid, area = load_ngen_network(GAUGE_GPKG)
+    assert ids == ["cat-11223", "cat-11410", "cat-11371", "cat-11509", "cat-11224"]
+    assert toid == _gauge_toid()  # the nexus toid wb-N is divide cat-N (ngen's update_ids("id")); wb-11225 is outside
+    np.testing.assert_allclose(area, [13.2574, 5.6461, 5.4540, 3.3237, 3.9749], atol=1e-4)
+    assert load_ngen_network(GAUGE_GPKG, GAUGE_GPKG) == (ids, toid, pytest.approx(area))
+
+
+def test_the_split_that_hung_ngen_is_flagged_and_replays_as_a_hang():
+    """The 2-rank split that hung ngen master at step 360 of 720 on gauge_01073000, every time."""
+    ids, toid, area = load_ngen_network(GAUGE_GPKG)
+    hung = [["cat-11223", "cat-11410"], ["cat-11371", "cat-11509", "cat-11224"]]
+    assert decompose(ids, 2, cost=area, toid=toid).parts == hung  # the plain area-balanced split
+    risks = ngen_partition_risks(hung, toid)
+    assert len(risks) == 1 and "nex-11224" in risks[0] and "2 of its 3" in risks[0]
+    unchecked = ngen_partitions(hung, toid, check=False)
+    assert replay_ngen_receives(unchecked, toid) == {"nex-11224": 360}  # what ngen did
+    with pytest.raises(ValueError, match="nex-11224"):
+        ngen_partitions(hung, toid)
+    # one local upstream catchment, or none, or all: one receive per step
+    for ok in ([["cat-11223", "cat-11410", "cat-11509"], ["cat-11371", "cat-11224"]],
+               [["cat-11410"], ["cat-11223", "cat-11371", "cat-11509", "cat-11224"]],
+               [["cat-11410", "cat-11371", "cat-11509"], ["cat-11223", "cat-11224"]]):
+        assert ngen_partition_risks(ok, toid) == []
+        assert replay_ngen_receives(ngen_partitions(ok, toid), toid) == {}
+
+
+@pytest.mark.parametrize("domain", ["sample", "gauge"])
+def test_partition_files_for_the_sample_hydrofabrics_are_ones_ngen_completes(domain, tmp_path):
+    if domain == "sample":
+        ids, toid, area = load_ngen_network(SAMPLE_CATS, SAMPLE_NEXS)
+        args = (SAMPLE_CATS,)
+        kwargs = {"nexuses": SAMPLE_NEXS}
+    else:
+        ids, toid, area = load_ngen_network(GAUGE_GPKG)
+        args, kwargs = (GAUGE_GPKG,), {}
+    receivers = 0
+    for n in range(1, len(ids) + 1):
+        out = tmp_path / f"partition_{n}.json"
+        written = write_ngen_partition_file(*args, n, out, **kwargs)
+        parts = read_ngen_partitions(out)
+        assert parts == written and len(parts) == n
+        assert sorted(c for p in parts for c in p.cat_ids) == sorted(ids)
+        assert ngen_partition_risks(parts, toid) == []  # the property relied on
+        assert replay_ngen_receives(parts, toid) == {}
+        receivers += sum(rc.cat_direction == NGEN_ORIG_TO_NEX for p in parts for rc in p.remote_connections)
+        # balanced as well as the network allows: never worse than one rank holding the two largest divides
+        costs = Decomposition.from_ngen(parts, ids).part_costs(area)
+        assert costs.max() <= max(area.sum() / n, np.sort(area)[-2:].sum()) + 1e-9
+    assert (receivers > 0) == (domain == "gauge")  # the gauge domain does exchange flows between ranks
+    if domain == "gauge":
+        two = read_ngen_partitions(tmp_path / "partition_2.json")
+        assert [sorted(p.cat_ids) for p in two] == [["cat-11371", "cat-11410", "cat-11509"], ["cat-11223", "cat-11224"]]
+
+
+def confluence_network(n, seed, p_k=(0.3, 0.1, 0.3, 0.2, 0.1)):
+    """A random network grown from an outlet: each catchment has k upstream catchments with probability p_k[k],
+    all draining into its one upstream nexus (ngen's layout: confluences of 2, 3 and 4 catchments)."""
+    rng = np.random.default_rng(seed)
+    names = [f"cat-{i}" for i in range(n)]
+    toid = {"cat-0": "nex-out", "nex-out": "NA"}
+    frontier, nxt = [0], 1
+    while frontier and nxt < n:
+        d = frontier.pop(0)
+        for _ in range(int(rng.choice(len(p_k), p=p_k))):
+            if nxt < n:
+                toid[names[nxt]], toid[f"nex-{d}"] = f"nex-{d}", names[d]
+                frontier.append(nxt)
+                nxt += 1
+    for i in range(nxt, n):  # leftovers: single-catchment basins
+        toid[names[i]], toid[f"nex-out-{i}"] = f"nex-out-{i}", "NA"
+    ids = [names[i] for i in rng.permutation(n)]
+    return ids, toid, rng.lognormal(0.0, 0.7, n)
+
+
+def test_ngen_safe_splits_of_confluence_networks():
+    flagged = 0
+    for seed in range(8):
+        ids, toid, cost = confluence_network(int(np.random.default_rng(seed).integers(40, 400)), seed)
+        for n in (2, 3, 5, 8):
+            plain = decompose(ids, n, cost=cost, toid=toid)
+            safe = decompose(ids, n, cost=cost, toid=toid, ngen_safe=True)
+            flagged += bool(ngen_partition_risks(plain, toid))
+            assert ngen_partition_risks(safe, toid) == []
+            assert replay_ngen_receives(ngen_partitions(safe, toid), toid, n_steps=50) == {}
+            if not ngen_partition_risks(plain, toid):
+                assert safe == plain  # nothing to avoid: the best balanced split is kept
+            # the price: a few catchments moved, not a worse balance than three of the costliest ones
+            assert safe.part_costs(cost).max() <= plain.part_costs(cost).max() + 3 * cost.max()
+            assert min(safe.counts) >= 1
+    assert flagged >= 8, flagged  # these networks do produce splits ngen cannot run
+
+
+def test_ngen_safe_needs_a_network_and_the_cli_writes_the_file(tmp_path, capsys):
+    from bmi_dhydro.partition import main
+
+    with pytest.raises(ValueError, match="ngen_safe: needs toid"):
+        decompose(["a", "b"], 2, ngen_safe=True)
+    assert main([str(GAUGE_GPKG), "2", "-o", str(tmp_path / "p.json")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert ngen_partition_risks(read_ngen_partitions(tmp_path / "p.json"), _gauge_toid()) == []

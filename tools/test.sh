@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv-test}"
 NUMPY="${NUMPY:-numpy>=2,<3}"
-# extra pins for the numpy-1 environment: pyarrow 26 needs numpy 2 at run time but does not declare it
-if [[ "$NUMPY" == *"<2"* ]]; then EXTRA_PINS="${EXTRA_PINS:-pyarrow<26}"; else EXTRA_PINS="${EXTRA_PINS:-}"; fi
+# optional extra pins (pyproject.toml's bounds already keep numpy 1.26 installable: pandas<3.1, pyarrow<26)
+EXTRA_PINS="${EXTRA_PINS:-}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 MPLBACKEND=Agg
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 # torch first, pinned to the CPU wheel, so no dependency range can pull a CUDA build
