@@ -692,9 +692,10 @@ def test_400_daily_steps_equal_delta_model_unroll(tmp_path):
 
     basins = ["01022500", "02064000", "04015330"]  # ME (snow), VA, MN (snow)
     start, n_steps = "2000-10-01", 400
-    ds = read_camels(basins=basins, start=start, end=str((pd.Timestamp(start) + pd.Timedelta(days=n_steps - 1)).date()))
     b0 = make(THREE)
     attrs = list(b0.model.config.attributes)
+    ds = read_camels(basins=basins, start=start, end=str((pd.Timestamp(start) + pd.Timedelta(days=n_steps - 1)).date()),
+                     attributes=attrs)
     pd.DataFrame({"id": basins, "area_km2": ds["area_km2"].values, "lat": ds["lat"].values, "lon": ds["lon"].values,
                   **{a: ds[a].values for a in attrs}}).to_csv(tmp_path / "units.csv", index=False)
     cfg = {"units": {"table": "units.csv"}, "time": {"time_step": 86400, "start": f"{start} 00:00:00"}}

@@ -87,5 +87,7 @@ def test_bundled_checkpoint_is_small_and_loads():
     m, payload = load_checkpoint()
     assert m.config.lstm_hidden <= 64 and m.config.mlp_hidden <= 256
     prov = payload["provenance"]
-    assert prov["periods"]["train"] == ["1995-10-01", "2005-09-30"]
-    assert len(prov["data"]["basins"]) == 15
+    assert prov["periods"]["train"] == ["1980-10-01", "1995-09-30"]
+    assert len(prov["data"]["basins"]) == 515 and prov["data"]["product"] == "daymet"
+    assert set(prov["data"]["validation_basins"]).isdisjoint(prov["data"]["train_basins"])
+    assert prov["metrics"]["validation_kind"] == "held-out basins"

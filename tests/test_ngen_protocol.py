@@ -472,7 +472,8 @@ def test_main_output_responds_to_rain(sample_domain, sample_run, monkeypatch, tm
         main, _, worst = run_domain(forms)
         assert worst <= 1e-12
         totals[scale] = main.sum()
-    assert totals[0.0] < 1e-6 < totals[1.0] and totals[3.0] > 2 * totals[1.0]
+    # without rain only the cold-start stores drain (about 1e-6 m here): under 0.1 % of the run with rain
+    assert totals[0.0] < 1e-3 * totals[1.0] and totals[1.0] > 1e-4 and totals[3.0] > 2 * totals[1.0]
 
 
 def test_gauge_01073000_divides_replayed_call_for_call(gauge_domain, monkeypatch):

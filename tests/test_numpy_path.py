@@ -78,8 +78,10 @@ def test_bundled_model_numpy_path_and_threshold():
     m, _ = load_checkpoint(dtype=torch.float64)  # as the BMI runs it
     n = NUMPY_STEP_MAX_VALUES // m.provider.nmul
     assert m.numpy_step_suitable(n) and not m.numpy_step_suitable(n + 1)
-    assert len(m.config.attributes) == 12
-    attrs = torch.tensor([[2.5, 2.0, 0.1, 0.2, 1.0, 500.0, 20.0, 500.0, 0.6, 0.45, 1.5, 0.3]], dtype=torch.float64)
+    from bmi_dhydro.datasets import bundled_camels_root, read_attributes
+
+    table = read_attributes(bundled_camels_root(), ["01333000"], m.config.attributes)  # a real basin's attributes
+    attrs = torch.tensor(table[list(m.config.attributes)].to_numpy(), dtype=torch.float64)
     f = forcing(120, 1, attrs.dtype, seed=3)
     _, o_np = run(m, f, attrs, numpy_path=True)
     _, o_t = run(m, f, attrs, numpy_path=False)
