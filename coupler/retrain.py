@@ -56,7 +56,9 @@ def load_record(path) -> dict:
         rec = {
             "forcing": np.asarray(nc["forcing"][:], dtype="float64"),
             "runoff": np.asarray(nc["runoff"][:], dtype="float64"),
-            "time": start + pd.to_timedelta(np.asarray(nc["time"][:], dtype="float64"), unit="s"),
+            # the start of each model step: the lower time bound (records stamp the end of the step, bmi_dhydro.cf)
+            "time": start + pd.to_timedelta(np.asarray(
+                nc["time_bnds"][:, 0] if "time_bnds" in nc.variables else nc["time"][:], dtype="float64"), unit="s"),
             "unit_id": [str(u) for u in nc["unit_id"][:]],
             "area_km2": np.asarray(nc["area_km2"][:], dtype="float64"),
             "attributes": np.asarray(nc["attributes"][:], dtype="float64"),
@@ -96,7 +98,11 @@ def load_obs(path, unit_ids, times, area_km2, units: str | None = None) -> np.nd
             if var is None:
                 raise KeyError(f"observations {path}: expected a variable streamflow or qobs, got {list(ds.data_vars)}")
             ids = [str(u) for u in ds["unit_id"].values]
-            df = pd.DataFrame(ds[var].transpose("time", "unit").values, index=pd.DatetimeIndex(ds["time"].values), columns=ids)
+            udim = "unit_id" if "unit_id" in ds[var].dims else "unit"
+            # the day a value covers: the lower time bound where the file has bounds (stamp = end of the interval)
+            tb = ds["time"].attrs.get("bounds")
+            days = ds[tb].values[:, 0] if tb in ds.variables else ds["time"].values
+            df = pd.DataFrame(ds[var].transpose("time", udim).values, index=pd.DatetimeIndex(days), columns=ids)
             units = units or ds[var].attrs.get("units")
     else:
         df = pd.read_csv(path, parse_dates=["time"]).set_index("time")

@@ -16,6 +16,7 @@ import pandas as pd
 from bmi_dhydro.checkpoint import load_checkpoint
 from bmi_dhydro.datasets import open_camels
 from bmi_dhydro.metrics import format_table, skill_table
+from bmi_dhydro.cf import select, variable_attrs
 from bmi_dhydro.output import timeseries_dataset, write_netcdf
 from bmi_dhydro.train import hydrograph_png, write_metrics_csv
 
@@ -88,11 +89,13 @@ def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PE
     spec_obj, _ = load_spec(work / "spec.yaml")
     run_serial(spec_obj, work / "spec.yaml", progress=progress)
     with xr.open_dataset(work / "coupled_raw.nc") as raw:
-        # a value at time t covers the day ending at t: label it with the day it covers, and drop the warm-up
-        day = pd.DatetimeIndex(raw["time"].values) - pd.Timedelta(days=1)
+        # a value stamped t covers the day ending at t (bmi_dhydro.cf: stamp = end of the interval); drop the warm-up
+        end = pd.DatetimeIndex(raw["time"].values)
+        day = end - pd.Timedelta(days=1)
         keep = (day >= pd.Timestamp(period[0])) & (day <= t1)
-        res = {k: raw[v].values[keep].T for k, v in variables.items()}
-    times = day[keep]
+        res = {k: select(raw, v).values[keep].T for k, v in variables.items()}
+    times = day[keep]  # the day each value covers (plots, skill)
+    ends = end[keep]  # its stamp in the NetCDF
     res["runoff"] = res["runoff"] * 1000.0  # m per day -> mm d-1
     for k in ("et", "pet"):
         res[k] = res[k] * 1000.0 * 86400.0  # m s-1 -> mm d-1
@@ -101,13 +104,14 @@ def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PE
     keep_vars = ("streamflow", "runoff", "et", "pet", "swe", "snowpack", "meltwater", "sm", "suz", "slz")
     obs = ds["qobs"].sel(time=slice(*period)).transpose("basin", "time").to_numpy()
     cf = timeseries_dataset(
-        times, ids, {k: res[k] for k in keep_vars}, ds["lat"].to_numpy(), ds["lon"].to_numpy(), area,
+        ends, ids, {k: res[k] for k in keep_vars}, ds["lat"].to_numpy(), ds["lon"].to_numpy(), area,
         attrs={"title": f"bmi-dhydro run on CAMELS-US basins (CAMELS {product} forcing -> coupler -> BmiDeltaModel)",
                "checkpoint": str(checkpoint or "bundled default"), "period": f"{period[0]}..{period[1]}",
                "warmup_days": warmup_days},
     )
-    cf["qobs"] = (("time", "unit"), obs.T)
-    cf["qobs"].attrs.update(units="mm d-1", long_name="observed streamflow (USGS), runoff depth")
+    cf["qobs"] = (("time", "unit_id"), obs.T)
+    cf["qobs"].attrs.update(variable_attrs("qobs", "mm d-1"))
+    cf["qobs"].encoding["coordinates"] = "lat lon"
     nc = write_netcdf(cf, out / "dhydro_run.nc")
     rows = skill_table(res["runoff"], obs, ids)
     write_metrics_csv(out / "metrics.csv", rows)

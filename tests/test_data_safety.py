@@ -128,10 +128,10 @@ def test_the_record_is_moved_into_place_only_when_the_run_ends_well(tmp_path):
         run_coupling(bad, progress=False)
     assert not (tmp_path / "rec.nc").exists()
     with xr.open_dataset(tmp_path / "rec.partial.nc") as ds:
-        assert ds.attrs["run_status"].startswith("incomplete") and ds.sizes["step"] == 2
+        assert ds.attrs["run_status"].startswith("incomplete") and ds.sizes["time"] == 2
     run_coupling(spec_file(tmp_path, hours=72, record=rec, outputs={"overwrite": True}, name="ok.yaml"), progress=False)
     with xr.open_dataset(tmp_path / "rec.nc") as ds:
-        assert ds.attrs["run_status"] == "complete" and ds.sizes["step"] == 3
+        assert ds.attrs["run_status"] == "complete" and ds.sizes["time"] == 3
 
 
 def test_restart_files_are_written_atomically(tmp_path, monkeypatch):

@@ -114,7 +114,7 @@ def test_nan_forcing_on_rank_1_aborts_cleanly(tmp_path):
     # output flushed before the fault is still a valid file: the partial one, marked incomplete (issue 14)
     assert not (tmp_path / "out.nc").exists()
     with xr.open_dataset(tmp_path / "out.partial.nc") as out:
-        assert out.sizes["unit"] == 5 and out.attrs["run_status"].startswith("incomplete")
+        assert out.sizes["unit_id"] == 5 and out.attrs["run_status"].startswith("incomplete")
 
 
 @pytest.mark.mpi

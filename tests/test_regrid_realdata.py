@@ -209,8 +209,9 @@ def test_cli_weights_info_apply_mesh(tmp_path, capsys):
     res = tmp_path / "rain.nc"
     assert main(["apply", str(out), grid_nc, "--var", "RAINRATE", "-o", str(res), "--no-progress"]) == 0
     with xr.open_dataset(res) as ds, xr.open_dataset(grid_nc) as src:
-        assert ds["RAINRATE"].dims == ("time", "cell")
-        assert list(ds["cell_id"].values) == list(w.ids_b)
+        assert ds["RAINRATE"].dims == ("time", "unit_id")
+        assert list(ds["unit_id"].values) == list(w.ids_b)
+        assert ds["RAINRATE"].sel(unit_id=w.ids_b[3]).size == ds.sizes["time"]  # selectable by the unit's id
         np.testing.assert_allclose(ds["RAINRATE"].values, w.apply(src["RAINRATE"].values), rtol=1e-12)
         assert ds["RAINRATE"].attrs["units"] == "mm s-1"
     # a grid that does not match the weights is refused

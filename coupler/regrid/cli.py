@@ -205,6 +205,8 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     import xarray as xr
     from tqdm.auto import tqdm
 
+    from bmi_dhydro.cf import CONVENTIONS, cf_name, history_line, standard_name_fits
+
     from . import read_grid, read_weights
     from .crs import RegridError
 
@@ -236,20 +238,41 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         chunk = args.chunk or max(1, int(2e7 // max(w.n_a, 1)))
         tmp = out.with_name(out.name + ".part")
         with netCDF4.Dataset(str(tmp), "w", format="NETCDF4") as nc:
+            nc.Conventions = CONVENTIONS
             nc.title = f"{', '.join(args.var)} regridded from {args.input} with {args.weights}"
-            nc.history = f"dhydro regrid apply ({w.method}, norm_type {w.norm_type})"
+            nc.source = "bmi-dhydro regrid apply"
+            prior = ds.attrs.get("history")
+            nc.history = history_line(f"dhydro regrid apply ({w.method}, norm_type {w.norm_type})") + (
+                f"\n{prior}" if isinstance(prior, str) and prior else "")
+            bounds = None
             if tdim:
                 nc.createDimension(tdim, None)
                 if tdim in ds.variables:
+                    # the input's time axis as it is (its own stamp convention): CF attributes, never a _FillValue
                     tv = nc.createVariable(tdim, ds[tdim].dtype, (tdim,))
-                    tv.setncatts({k: val for k, val in ds[tdim].attrs.items() if k != "_FillValue"})
+                    tv.setncatts({k: val for k, val in ds[tdim].attrs.items() if k not in ("_FillValue", "missing_value")})
                     tv[:] = ds[tdim].values
+                    if "long_name" not in tv.ncattrs():
+                        tv.long_name = "time (as in the input file)"
+                    if "standard_name" not in tv.ncattrs() and "since" in str(tv.getncattr("units")
+                                                                             if "units" in tv.ncattrs() else ""):
+                        tv.standard_name = "time"
+                    bounds = ds[tdim].attrs.get("bounds")
+                    if bounds in ds.variables and ds[bounds].ndim == 2:
+                        nc.createDimension(ds[bounds].dims[1], ds[bounds].shape[1])
+                        bv = nc.createVariable(bounds, ds[bounds].dtype, (tdim, ds[bounds].dims[1]))
+                        bv[:] = ds[bounds].values
+                    elif "bounds" in tv.ncattrs():
+                        tv.delncattr("bounds")
             if len(w.dst_shape) == 1:
-                ddims: tuple[str, ...] = ("cell",)
-                nc.createDimension("cell", w.n_b)
+                ddims: tuple[str, ...] = ("unit_id",) if w.ids_b is not None else ("cell",)
+                nc.createDimension(ddims[0], w.n_b)
                 if w.ids_b is not None:
-                    idv = nc.createVariable("cell_id", str, ("cell",))
-                    idv.long_name = "destination cell identifier"
+                    # a time series per destination unit (CF-1.8 timeSeries): .sel(unit_id=...) works
+                    nc.featureType = "timeSeries"
+                    idv = nc.createVariable("unit_id", str, ("unit_id",))
+                    idv.long_name = "destination cell (unit) identifier"
+                    idv.cf_role = "timeseries_id"
                     idv[:] = np.asarray(w.ids_b, dtype=object)
             else:
                 ddims = ("y", "x")
@@ -259,13 +282,25 @@ def _cmd_apply(args: argparse.Namespace) -> int:
                 cv = nc.createVariable(name, "f8", ddims)
                 cv.units = units
                 cv.standard_name = "longitude" if name == "lon" else "latitude"
+                cv.long_name = f"{cv.standard_name} of the destination cell centre"
                 cv[:] = data.reshape(w.dst_shape)
             outv = {}
             for v in args.var:
-                ov = nc.createVariable(v, "f8", ((tdim,) if tdim else ()) + ddims, fill_value=np.nan, zlib=True)
+                ov = nc.createVariable(cf_name(v), "f8", ((tdim,) if tdim else ()) + ddims, fill_value=np.nan, zlib=True)
                 ov.setncatts({k: val for k, val in ds[v].attrs.items()
                               if k not in ("_FillValue", "missing_value", "scale_factor", "add_offset", "grid_mapping",
-                                           "coordinates", "esri_pe_string", "proj4", "valid_range")})
+                                           "coordinates", "esri_pe_string", "proj4", "valid_range", "valid_min",
+                                           "valid_max")})
+                if "long_name" not in ov.ncattrs():
+                    ov.long_name = v
+                std = ov.getncattr("standard_name") if "standard_name" in ov.ncattrs() else None
+                if std and standard_name_fits(std, str(ds[v].attrs.get("units", ""))) is False:
+                    # units that contradict the standard name (the input's error): keep it only as a note
+                    ov.delncattr("standard_name")
+                    ov.comment = (f"the input's standard_name {std!r} does not admit its units "
+                                  f"{ds[v].attrs.get('units')!r}; dropped")
+                if cf_name(v) != v:
+                    ov.original_name = v
                 ov.coordinates = "lon lat"
                 ov.regrid_method = f"{w.method}" + (f" ({w.norm_type})" if w.norm_type else "")
                 outv[v] = ov
