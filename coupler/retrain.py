@@ -383,18 +383,19 @@ def add_parser(sub) -> None:
     r.add_argument("--obs", required=True, help="observed streamflow (NetCDF or CSV)")
     r.add_argument("--checkpoint", default=None, help="parent checkpoint (default: the bundled model)")
     r.add_argument("-o", "--out", required=True, help="new checkpoint path")
-    r.add_argument("--epochs", type=int, default=20)
+    r.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     r.add_argument("--iterations", type=int, default=10, help="optimiser steps per epoch")
     r.add_argument("--window", type=int, default=180, help="model steps per training window")
-    r.add_argument("--lr", type=float, default=1e-3)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--obs-units", choices=["m3 s-1", "mm d-1"], default=None)
+    r.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    r.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    r.add_argument("--obs-units", choices=["m3 s-1", "mm d-1"], default=None,
+                   help="units of the observations (default: the NetCDF's units attribute)")
     r.add_argument("--forcing-correction", action="store_true",
                    help="also learn a precipitation multiplier per source cell through the regridding weights "
                         "(needs a record of a run whose precipitation was regridded)")
     r.add_argument("--correction-l2", type=float, default=1e-3, help="penalty on mean(log-multiplier**2)")
     r.add_argument("--correction-lr", type=float, default=None, help="learning rate of the correction (default: --lr)")
-    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd)
 
 

@@ -8,6 +8,7 @@ CAMELS-style NetCDF); the forcing product defaults to the one the checkpoint was
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from bmi_dhydro.train import hydrograph_png, write_metrics_csv
 
 DEFAULT_PERIOD = ("1995-10-01", "2010-09-30")
 #: the daily temperature range reaches models that use it (Hargreaves PET)
+log = logging.getLogger("dhydro.run")
 TEMPERATURE_RANGE_CONNECTIONS = [
     {"source": f"forcing.{v}", "destination": f"hydro.{v}"}
     for v in ("land_surface_air__max_of_temperature", "land_surface_air__min_of_temperature")]
@@ -49,7 +51,7 @@ def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PE
     ok &= window.sizes["time"] == (t1 - t0).days + 1
     dropped = [str(b) for b, k in zip(ds.basin.values, ok) if not k]
     if dropped:
-        print(f"note: basins without forcing over {t0.date()}..{t1.date()} are skipped: {', '.join(dropped)}")
+        log.warning(f"basins without forcing over {t0.date()}..{t1.date()} are skipped: {', '.join(dropped)}")
     if not ok.any():
         raise ValueError(f"run: no basin has forcing over {t0.date()}..{t1.date()}")
     ds = ds.isel(basin=np.flatnonzero(ok))
@@ -118,7 +120,7 @@ def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PE
     png = out / "hydrographs.png"
     _grid_png(png, times, res["runoff"], obs, ids, rows)
     print(format_table(rows))
-    print(f"wrote {nc}, {out / 'metrics.csv'} and {png}")
+    log.info(f"wrote {nc}, {out / 'metrics.csv'} and {png}")
     return {"netcdf": nc, "png": png, "rows": rows}
 
 

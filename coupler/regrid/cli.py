@@ -15,6 +15,7 @@ stand-alone (``python -m coupler.regrid.cli weights ...``).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["add_parser", "run", "main"]
+
+log = logging.getLogger("dhydro.regrid")
 
 
 def _build(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -36,10 +39,12 @@ def _build(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     w.add_argument("dst", help="destination: polygon file (GeoPackage/GeoParquet/Shapefile/...) or NetCDF grid")
     w.add_argument("-o", "--output", required=True, help="weight file to write (NetCDF)")
     w.add_argument("--method", default="conserve",
-                   choices=("conserve", "bilinear", "nearest_stod", "nearest_dtos", "patch"))
+                   choices=("conserve", "bilinear", "nearest_stod", "nearest_dtos", "patch"),
+                   help="regridding method (ESMF's --method); default conserve")
     w.add_argument("--norm-type", default="dstarea", choices=("dstarea", "fracarea"),
                    help="conservative normalisation (ESMF's --norm_type); default dstarea")
-    w.add_argument("--backend", default="native", choices=("native", "esmpy", "auto"))
+    w.add_argument("--backend", default="native", choices=("native", "esmpy", "auto"),
+                   help="native (this package), esmpy (ESMF's Python API, if installed) or auto; default native")
     w.add_argument("--unmapped", default="error", choices=("error", "nan"),
                    help="destinations no source cell maps to: fail (default) or keep them as NaN")
     for side in ("src", "dst"):
@@ -67,19 +72,19 @@ def _build(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "is the mean of that row (all, ESMF's default) or leave them unmapped (none)")
     w.add_argument("--densify-m", type=float, default=20.0,
                    help="native conserve on the sphere: densify polygons given in a projected CRS to this step (m)")
-    w.add_argument("--no-progress", action="store_true", help="no progress bar")
+    w.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true", help="no progress bar")
     w.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     w.set_defaults(_regrid_handler=_cmd_weights)
 
     i = sub.add_parser("info", help="summarise a weight file")
-    i.add_argument("weights")
+    i.add_argument("weights", help="weight file (ESMF format)")
     i.set_defaults(_regrid_handler=_cmd_info)
 
     a = sub.add_parser("apply", help="regrid variables of a NetCDF file with a weight file, chunk by chunk")
-    a.add_argument("weights")
+    a.add_argument("weights", help="weight file (ESMF format)")
     a.add_argument("input", help="NetCDF file with the source-grid variables")
     a.add_argument("--var", action="append", required=True, help="variable to regrid (repeatable)")
-    a.add_argument("-o", "--output", required=True)
+    a.add_argument("-o", "--output", required=True, help="NetCDF file to write (CF-1.8)")
     a.add_argument("--time-dim", default=None, help="name of the time dimension (default: the unlimited or "
                                                       "first non-grid dimension)")
     a.add_argument("--chunk", type=int, default=None, help="time steps per chunk (default ~2e7 values)")
@@ -88,19 +93,20 @@ def _build(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     a.add_argument("--y", help="y/latitude coordinate variable of the input grid")
     a.add_argument("--crs", help="CRS of the input grid when the file has none")
     a.add_argument("--no-check", action="store_true", help="skip the check of the input grid against the weights")
-    a.add_argument("--no-progress", action="store_true")
-    a.add_argument("--overwrite", action="store_true")
+    a.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true", help="no progress bar")
+    a.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     a.set_defaults(_regrid_handler=_cmd_apply)
 
     m = sub.add_parser("mesh", help="write polygons or a grid as an ESMF mesh or SCRIP file (for ESMF_RegridWeightGen)")
     m.add_argument("input", help="polygon file or NetCDF grid")
-    m.add_argument("-o", "--output", required=True)
-    m.add_argument("--format", default="esmf", choices=("esmf", "scrip"))
-    m.add_argument("--id-field")
-    m.add_argument("--layer")
-    m.add_argument("--var")
-    m.add_argument("--crs")
-    m.add_argument("--overwrite", action="store_true")
+    m.add_argument("-o", "--output", required=True, help="mesh or SCRIP file to write (NetCDF)")
+    m.add_argument("--format", default="esmf", choices=("esmf", "scrip"),
+                   help="ESMF unstructured mesh or SCRIP; default esmf")
+    m.add_argument("--id-field", help="polygons: identifier column")
+    m.add_argument("--layer", help="polygons: layer of a multi-layer file")
+    m.add_argument("--var", help="NetCDF grid: data variable whose grid is used")
+    m.add_argument("--crs", help="CRS to assume (EPSG code, WKT or PROJ string)")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     m.set_defaults(_regrid_handler=_cmd_mesh)
     return parser
 
@@ -119,7 +125,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run a parsed ``regrid`` command; returns the process exit code (errors print and return 2)."""
+    """Run a parsed ``regrid`` command; returns the process exit code (runtime errors print one line and return 1;
+    a missing subcommand is a usage error, 2)."""
     from .crs import RegridError
 
     handler = getattr(args, "_regrid_handler", None)
@@ -130,13 +137,16 @@ def run(args: argparse.Namespace) -> int:
         return int(handler(args) or 0)
     except (RegridError, FileExistsError, OSError) as exc:
         print(f"dhydro regrid {args.regrid_command}: error: {exc}", file=sys.stderr)
-        return 2
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry point: ``main(["weights", "grid.nc", "divides.gpkg", "-o", "w.nc"])``."""
     parser = _build(argparse.ArgumentParser(prog="dhydro regrid", description=__doc__.split("\n\n")[0]))
     args = parser.parse_args(list(argv) if argv is not None else None)
+    from bmi_dhydro.log import configure_logging
+
+    configure_logging()
     return run(args)
 
 
@@ -161,18 +171,18 @@ def _cmd_weights(args: argparse.Namespace) -> int:
                   mask=getattr(args, f"{side}_mask"), crs=getattr(args, f"{side}_crs"),
                   id_field=getattr(args, f"{side}_id_field"), layer=getattr(args, f"{side}_layer"))
         cells[side] = read_cells(getattr(args, side), **kw)
-        print(f"{side}: {cells[side].describe()}", file=sys.stderr)
+        log.info(f"{side}: {cells[side].describe()}")
     w: Weights = generate_weights(cells["src"], cells["dst"], args.method, norm_type=args.norm_type,
                                   backend=args.backend, unmapped=args.unmapped, area_crs=args.area_crs,
                                   densify_deg=args.densify_deg or None, geometry=args.geometry,
                                   densify_m=args.densify_m, extrap_method=args.extrap_method,
                                   pole_method=args.pole_method, progress=not args.no_progress)
     w.to_netcdf(out)
-    print(w.summary(), file=sys.stderr)
+    log.info(w.summary())
     if args.method == "conserve" and args.norm_type == "dstarea" and w.partially_mapped.any():
-        print(f"note: {int(w.partially_mapped.sum())} destinations are only partly covered by the source; with "
-              f"--norm-type dstarea their values are scaled by frac_b (use fracarea for area means)", file=sys.stderr)
-    print(f"wrote {out}", file=sys.stderr)
+        log.warning(f"{int(w.partially_mapped.sum())} destinations are only partly covered by the source; with "
+                    f"--norm-type dstarea their values are scaled by frac_b (use fracarea for area means)")
+    log.info(f"wrote {out}")
     return 0
 
 
@@ -196,7 +206,7 @@ def _cmd_mesh(args: argparse.Namespace) -> int:
         write_esmf_mesh(cells, out)
     else:
         write_scrip(cells, out)
-    print(f"wrote {cells.describe()} to {out} ({args.format})", file=sys.stderr)
+    log.info(f"wrote {cells.describe()} to {out} ({args.format})")
     return 0
 
 
@@ -322,7 +332,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         tmp.replace(out)
     finally:
         ds.close()
-    print(f"wrote {out}", file=sys.stderr)
+    log.info(f"wrote {out}")
     return 0
 
 
