@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--start", help="first day (default 1995-10-01)")
     r.add_argument("--end", help="last day (default 2010-09-30)")
     r.add_argument("--warmup-days", type=int, default=365, help="spin-up days before --start (default 365)")
-    r.add_argument("--out", help="output folder (default dhydro_out)")
+    r.add_argument("--out", help="folder of every file the run writes (default job: dhydro_out; a coupling spec: "
+                                 "its output, plots, record and saved weights, instead of the spec's paths)")
     r.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
     r.add_argument("--overwrite", action="store_true",
                    help="replace the spec's existing output file (only once the new run ends well); without it an "
