@@ -20,9 +20,11 @@ network's.  The learned correction goes into the checkpoint's lineage and into `
 (dimension ``cell``, with the source grid cell index), with a map ``<out>.forcing_correction.png`` when the record
 knows the source grid shape.
 
-Observations: a NetCDF with ``streamflow(time, unit)`` (or ``qobs``) and ``unit_id(unit)``, or a CSV with a
-``time`` column and one column per unit id; units ``m3 s-1`` (converted with the unit area) or ``mm d-1``
-(``--obs-units`` for CSV; the ``units`` attribute for NetCDF).  Times are matched to the start of the model steps.
+Observations: a NetCDF with ``streamflow(time, unit_id)`` (or ``qobs``; the dimension may also be ``unit``) and
+``unit_id``, or a CSV with a ``time`` column and one column per unit id; units ``m3 s-1`` (converted with the unit
+area) or ``mm d-1`` (``--obs-units`` for CSV; the ``units`` attribute for NetCDF).  Times are matched to the start of
+the model steps: a NetCDF whose ``time`` has bounds (this project's outputs stamp the end of the interval,
+:mod:`bmi_dhydro.cf`) is matched by the start of each interval, so ``dhydro_run.nc``'s ``qobs`` can be used as is.
 """
 
 from __future__ import annotations

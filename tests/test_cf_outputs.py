@@ -4,7 +4,6 @@ are selected by their id (``.sel(unit_id=...)``)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,24 +13,13 @@ import xarray as xr
 import yaml
 
 from bmi_dhydro.cf import cf_name, variable_attrs
+from cf_check import cf_failures
 from coupler.run import run_coupling
 from dhydro.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples" / "coupled"
 NWM = ROOT / "examples" / "gridded" / "data" / "nwm_grid_ngen_divides"
-
-
-def cf_failures(path, tmp_path) -> list[str]:
-    """The high-priority (error) failures of the compliance-checker cf:1.8 suite on ``path``."""
-    runner = pytest.importorskip("compliance_checker.runner")
-    runner.CheckSuite.load_all_available_checkers()
-    report = tmp_path / f"{Path(path).stem}.cf.json"
-    runner.ComplianceChecker.run_checker(str(path), ["cf:1.8"], 0, "normal", output_filename=str(report),
-                                         output_format="json")
-    res = json.loads(report.read_text())["cf:1.8"]
-    assert res["possible_points"] > 0  # the suite ran
-    return [f"{r['name']}: {r['msgs']}" for r in res["high_priorities"] if r["value"][0] < r["value"][1]]
 
 
 @pytest.fixture(scope="module")
