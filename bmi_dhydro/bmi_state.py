@@ -79,7 +79,8 @@ def save_state(bmi, path) -> Path:
     from .safe_io import atomic_write
 
     arrays = bmi.stepper.state_arrays()
-    ds = xr.Dataset(attrs={"Conventions": "CF-1.8", "title": "bmi-dhydro restart", "current_time_s": bmi.get_current_time(),
+    # a restart is the model's own binary-like state, not a CF dataset: it claims no Conventions
+    ds = xr.Dataset(attrs={"title": "bmi-dhydro restart (model state; not a CF dataset)", "current_time_s": bmi.get_current_time(),
                            "time_step_s": bmi.get_time_step(), "start": run_start(bmi),
                            "model_identity": model_identity(bmi)})
     for k, a in arrays.items():

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from tqdm import tqdm
 
@@ -25,6 +27,8 @@ from .plots import plot_outputs
 from .spec import spec_provenance
 from .serial import check_output_targets, report_partial
 from .writer import NetcdfAppender, stop_reason
+
+log = logging.getLogger("dhydro.coupler")
 
 
 def global_units(spec) -> "object":
@@ -87,5 +91,5 @@ def run_parallel(spec, spec_path, comm, progress: bool = True) -> dict:
     pngs = plot_outputs(spec.outputs.path, spec.outputs.variables) if (rank == 0 and spec.outputs.plots) else []
     cp.finalize()
     if rank == 0:
-        print(f"wrote {spec.outputs.path} ({size} ranks)")
+        log.info(f"wrote {spec.outputs.path} ({size} ranks)")
     return {"netcdf": spec.outputs.path, "plots": pngs, "steps": n, "units_on_rank": len(mine)}

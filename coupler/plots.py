@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bmi_dhydro.cf import select
+
 
 def plot_outputs(nc_path, variables) -> list[Path]:
     import matplotlib
@@ -16,12 +18,12 @@ def plot_outputs(nc_path, variables) -> list[Path]:
     with xr.open_dataset(nc_path) as ds:
         for v in variables[:3]:
             fig, ax = plt.subplots(figsize=(10, 3.8))
-            data = ds[v]
-            for i in range(min(ds.sizes["unit"], 12)):
+            data = select(ds, v)
+            for i in range(min(ds.sizes["unit_id"], 12)):
                 ax.plot(ds["time"].values, data[:, i].values, lw=0.9, label=str(ds["unit_id"].values[i]))
             ax.set_ylabel(f"{v}\n({data.attrs.get('units', '')})", fontsize=8)
             ax.set_title(f"{Path(nc_path).name}: {v}")
-            if ds.sizes["unit"] <= 12:
+            if ds.sizes["unit_id"] <= 12:
                 ax.legend(fontsize=6, ncol=4)
             fig.tight_layout()
             p = Path(nc_path).with_name(Path(nc_path).stem + f"_{v.split('__')[-1]}.png")

@@ -5,8 +5,9 @@ time-step aggregation and regridding):
 
 * ``forcing(step, unit, var)``: precipitation (mm per model step), mean air temperature (°C) and PET (mm per
   model step) — exactly what the model was given;
-* ``runoff``, ``et``, ``swe`` (step, unit): the model outputs (mm per model step / mm);
-* ``time(step)``: the start of each model step;
+* ``runoff``, ``et``, ``swe`` (step, unit): the model outputs (mm summed over the model step / mm at its end);
+* ``time(step)``: the end of each model step and ``time_bnds(step, nv)`` its start and end (the time convention of
+  every output, :mod:`bmi_dhydro.cf`); the dimensions ``step`` and ``unit`` are named ``time`` and ``unit_id``;
 * model states at chunk boundaries, every ``state_every`` model steps (and at step 0): ``state_step(snap)`` is the
   index of the model step the snapshot precedes, ``state_<name>(snap, unit, ...)`` the stores, LSTM state and
   routing buffer;
@@ -41,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from bmi_dhydro import physics
+from bmi_dhydro.cf import CONVENTIONS, TIME_COMMENT, history_line, time_attrs
 from bmi_dhydro.safe_io import COMPLETE, STATUS_ATTR, partial_path
 
 from .loop import RegridLink
@@ -94,47 +96,69 @@ class Recorder:
             "model_dt_days": comp.model.config.dt_days,
             "framework_time_step_s": st.dt_fw,
             **spec_provenance(spec_path),
+            "Conventions": CONVENTIONS, "history": history_line(), "time_convention": TIME_COMMENT,
             STATUS_ATTR: "incomplete: the run is going on, or stopped without closing this file (killed)",
         })
         n = st.n
-        nc.createDimension("step", None)
-        nc.createDimension("unit", n)
+        nc.createDimension("time", None)
+        nc.createDimension("unit_id", n)
+        nc.createDimension("nv", 2)
         nc.createDimension("var", 3)
         nc.createDimension("snap", None)
         attrs = list(comp.model.config.attributes)
         nc.createDimension("attribute", len(attrs))
-        v = nc.createVariable("unit_id", str, ("unit",))
+        v = nc.createVariable("unit_id", str, ("unit_id",))
+        v.cf_role = "timeseries_id"
+        v.long_name = "unit (basin / catchment) identifier"
         for i, u in enumerate(comp.units.ids):
             v[i] = str(u)
-        for name, vals, units in (("area_km2", comp.units.area_km2, "km2"), ("lat", comp.units.lat, "degrees_north"),
-                                  ("lon", comp.units.lon, "degrees_east")):
-            x = nc.createVariable(name, "f8", ("unit",))
+        for name, vals, units, std in (("area_km2", comp.units.area_km2, "km2", None),
+                                       ("lat", comp.units.lat, "degrees_north", "latitude"),
+                                       ("lon", comp.units.lon, "degrees_east", "longitude")):
+            x = nc.createVariable(name, "f8", ("unit_id",))
             x[:] = vals
             x.units = units
+            x.long_name = {"area_km2": "unit area", "lat": "latitude of the unit", "lon": "longitude of the unit"}[name]
+            if std:
+                x.standard_name = std
         an = nc.createVariable("attribute_name", str, ("attribute",))
+        an.long_name = "name of the static attribute"
         for i, a in enumerate(attrs):
             an[i] = a
-        av = nc.createVariable("attributes", "f8", ("unit", "attribute"))
+        av = nc.createVariable("attributes", "f8", ("unit_id", "attribute"))
+        av.long_name = "static attributes of the unit (the model's inputs; units as in the training data)"
         if attrs:
             av[:] = st._attrs.double().numpy()
         vn = nc.createVariable("var_name", str, ("var",))
-        for i, (a, u) in enumerate(zip(("prcp", "tmean", "pet"), ("mm step-1", "degC", "mm step-1"))):
+        vn.long_name = "the model forcing along var, with its units"
+        for i, (a, u) in enumerate(zip(("prcp", "tmean", "pet"), ("mm per model step", "degC", "mm per model step"))):
             vn[i] = f"{a} [{u}]"
-        nc.createVariable("forcing", "f8", ("step", "unit", "var"))
-        t = nc.createVariable("time", "f8", ("step",))
+        fv = nc.createVariable("forcing", "f8", ("time", "unit_id", "var"))
+        fv.long_name = "model forcing: precipitation and PET summed over the model step (mm), mean temperature (degC)"
+        fv.comment = "mixed units along var: see var_name"
+        t = nc.createVariable("time", "f8", ("time",))
         t.units = f"seconds since {st.start:%Y-%m-%d %H:%M:%S}"
-        t.long_name = "start of the model step"
-        for k in ("runoff", "et", "swe"):
-            x = nc.createVariable(k, "f8", ("step", "unit"))
-            x.units = "mm" if k == "swe" else "mm step-1"
-        nc.createVariable("state_step", "i8", ("snap",))
+        t.setncatts(time_attrs())
+        nc.createVariable("time_bnds", "f8", ("time", "nv"))
+        for k, ln in (("runoff", "routed runoff depth accumulated over the model step"),
+                      ("et", "actual evapotranspiration accumulated over the model step"),
+                      ("swe", "snow water equivalent at the end of the model step")):
+            x = nc.createVariable(k, "f8", ("time", "unit_id"))
+            x.units = "mm"
+            x.long_name = ln
+            x.cell_methods = "time: point" if k == "swe" else "time: sum"
+            x.coordinates = "lat lon"
+        ss = nc.createVariable("state_step", "i4", ("snap",))  # CF-1.8 has no 64-bit integers
+        ss.long_name = "index of the model step each state snapshot precedes"
         s0 = st.state_arrays()
         for key in STATE_KEYS:
             shape = s0[key].shape[1:]
-            dims = ("snap", "unit") + tuple(f"{key}_d{i}" for i in range(len(shape)))
+            dims = ("snap", "unit_id") + tuple(f"{key}_d{i}" for i in range(len(shape)))
             for d, size in zip(dims[2:], shape):
                 nc.createDimension(d, size)
-            nc.createVariable(f"state_{key}", "f8", dims)
+            sv = nc.createVariable(f"state_{key}", "f8", dims)
+            sv.long_name = f"model state {key} before the model step state_step"
+            sv.units = "mm" if key.startswith("hbv_") or key == "route_buffer" else "1"
         self.n_steps = 0
         self.n_snaps = 0
         self._src = None
@@ -165,16 +189,19 @@ class Recorder:
         nc = self.nc
         nc.createDimension("cell", used.size)
         nc.createDimension("regrid_nnz", m.nnz)
-        v = nc.createVariable("source_cell_index", "i8", ("cell",))
+        v = nc.createVariable("source_cell_index", "i4", ("cell",))
         v[:] = used
         v.long_name = "flat (row-major) index of the cell in the source grid"
-        for name, vals, dtype in (("regrid_row", m.row, "i8"), ("regrid_col", m.col, "i8"), ("regrid_S", m.data, "f8")):
+        for name, vals, dtype in (("regrid_row", m.row, "i4"), ("regrid_col", m.col, "i4"), ("regrid_S", m.data, "f8")):
             x = nc.createVariable(name, dtype, ("regrid_nnz",))
             x[:] = vals
-        nc["regrid_row"].long_name = "index along unit"
+        nc["regrid_row"].long_name = "index along unit_id"
         nc["regrid_col"].long_name = "index along cell"
-        sp = nc.createVariable("source_precip", "f8", ("step", "cell"))
-        sp.units = "mm step-1"
+        nc["regrid_S"].long_name = "regridding weight"
+        nc["regrid_S"].units = "1"
+        sp = nc.createVariable("source_precip", "f8", ("time", "cell"))
+        sp.units = "mm"
+        sp.cell_methods = "time: sum"
         sp.long_name = "source precipitation summed over the model step, before regridding"
         src = coupler.components[sc]
         shape = None
@@ -227,7 +254,9 @@ class Recorder:
             if ok.any():
                 self._mismatch = max(self._mismatch, float(np.abs(p_w[ok] - p_model[ok]).max()))
             self._acc = np.zeros_like(self._acc)
-        self.nc["time"][i] = (st.fw_step - st.k) * st.dt_fw
+        t0 = (st.fw_step - st.k) * st.dt_fw  # the start of the model step; stamped with its end (bmi_dhydro.cf)
+        self.nc["time"][i] = t0 + st.dt_model
+        self.nc["time_bnds"][i] = [t0, t0 + st.dt_model]
         out = st.last_out
         for key in ("runoff", "et", "swe"):
             self.nc[key][i] = np.asarray(out[key], dtype="float64")

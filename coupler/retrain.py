@@ -20,9 +20,11 @@ network's.  The learned correction goes into the checkpoint's lineage and into `
 (dimension ``cell``, with the source grid cell index), with a map ``<out>.forcing_correction.png`` when the record
 knows the source grid shape.
 
-Observations: a NetCDF with ``streamflow(time, unit)`` (or ``qobs``) and ``unit_id(unit)``, or a CSV with a
-``time`` column and one column per unit id; units ``m3 s-1`` (converted with the unit area) or ``mm d-1``
-(``--obs-units`` for CSV; the ``units`` attribute for NetCDF).  Times are matched to the start of the model steps.
+Observations: a NetCDF with ``streamflow(time, unit_id)`` (or ``qobs``; the dimension may also be ``unit``) and
+``unit_id``, or a CSV with a ``time`` column and one column per unit id; units ``m3 s-1`` (converted with the unit
+area) or ``mm d-1`` (``--obs-units`` for CSV; the ``units`` attribute for NetCDF).  Times are matched to the start of
+the model steps: a NetCDF whose ``time`` has bounds (this project's outputs stamp the end of the interval,
+:mod:`bmi_dhydro.cf`) is matched by the start of each interval, so ``dhydro_run.nc``'s ``qobs`` can be used as is.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ def load_record(path) -> dict:
         rec = {
             "forcing": np.asarray(nc["forcing"][:], dtype="float64"),
             "runoff": np.asarray(nc["runoff"][:], dtype="float64"),
-            "time": start + pd.to_timedelta(np.asarray(nc["time"][:], dtype="float64"), unit="s"),
+            # the start of each model step: the lower time bound (records stamp the end of the step, bmi_dhydro.cf)
+            "time": start + pd.to_timedelta(np.asarray(
+                nc["time_bnds"][:, 0] if "time_bnds" in nc.variables else nc["time"][:], dtype="float64"), unit="s"),
             "unit_id": [str(u) for u in nc["unit_id"][:]],
             "area_km2": np.asarray(nc["area_km2"][:], dtype="float64"),
             "attributes": np.asarray(nc["attributes"][:], dtype="float64"),
@@ -96,7 +100,11 @@ def load_obs(path, unit_ids, times, area_km2, units: str | None = None) -> np.nd
             if var is None:
                 raise KeyError(f"observations {path}: expected a variable streamflow or qobs, got {list(ds.data_vars)}")
             ids = [str(u) for u in ds["unit_id"].values]
-            df = pd.DataFrame(ds[var].transpose("time", "unit").values, index=pd.DatetimeIndex(ds["time"].values), columns=ids)
+            udim = "unit_id" if "unit_id" in ds[var].dims else "unit"
+            # the day a value covers: the lower time bound where the file has bounds (stamp = end of the interval)
+            tb = ds["time"].attrs.get("bounds")
+            days = ds[tb].values[:, 0] if tb in ds.variables else ds["time"].values
+            df = pd.DataFrame(ds[var].transpose("time", udim).values, index=pd.DatetimeIndex(days), columns=ids)
             units = units or ds[var].attrs.get("units")
     else:
         df = pd.read_csv(path, parse_dates=["time"]).set_index("time")
@@ -377,18 +385,19 @@ def add_parser(sub) -> None:
     r.add_argument("--obs", required=True, help="observed streamflow (NetCDF or CSV)")
     r.add_argument("--checkpoint", default=None, help="parent checkpoint (default: the bundled model)")
     r.add_argument("-o", "--out", required=True, help="new checkpoint path")
-    r.add_argument("--epochs", type=int, default=20)
+    r.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     r.add_argument("--iterations", type=int, default=10, help="optimiser steps per epoch")
     r.add_argument("--window", type=int, default=180, help="model steps per training window")
-    r.add_argument("--lr", type=float, default=1e-3)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--obs-units", choices=["m3 s-1", "mm d-1"], default=None)
+    r.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    r.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    r.add_argument("--obs-units", choices=["m3 s-1", "mm d-1"], default=None,
+                   help="units of the observations (default: the NetCDF's units attribute)")
     r.add_argument("--forcing-correction", action="store_true",
                    help="also learn a precipitation multiplier per source cell through the regridding weights "
                         "(needs a record of a run whose precipitation was regridded)")
     r.add_argument("--correction-l2", type=float, default=1e-3, help="penalty on mean(log-multiplier**2)")
     r.add_argument("--correction-lr", type=float, default=None, help="learning rate of the correction (default: --lr)")
-    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd)
 
 

@@ -21,10 +21,11 @@ from .spec import load_spec
 
 def run_coupling(spec_path, out=None, progress: bool = True, comm=None, overwrite: bool = False) -> dict:
     """Run a coupling spec.  With ``comm`` of size > 1 (or under mpiexec) the run is split across ranks.
+    ``out`` (``dhydro run --out``): the folder of every file the run writes (:func:`redirect_outputs`).
     ``overwrite`` (``dhydro run --overwrite``): replace existing outputs, as the spec's ``outputs.overwrite``."""
     spec, base = load_spec(spec_path)
     if out:
-        spec.outputs.path = str(Path(out) / Path(spec.outputs.path).name)
+        redirect_outputs(spec, out)
     if overwrite:
         spec.outputs.overwrite = True
     comm = get_comm(comm)
@@ -35,4 +36,16 @@ def run_coupling(spec_path, out=None, progress: bool = True, comm=None, overwrit
     return run_serial(spec, spec_path, progress)
 
 
-__all__ = ["Coupler", "run_coupling", "run_serial", "load_component_class"]
+def redirect_outputs(spec, out) -> None:
+    """``--out`` owns every file a run writes: the output (and its plots, written beside it), the record and the
+    weights a connection saves are written into ``out`` under their own file names, never beside the spec."""
+    out = Path(out)
+    spec.outputs.path = str(out / Path(spec.outputs.path).name)
+    if spec.record:
+        spec.record.path = str(out / Path(spec.record.path).name)
+    for conn in spec.connections:
+        if conn.save_weights:
+            conn.save_weights = str(out / Path(conn.save_weights).name)
+
+
+__all__ = ["Coupler", "run_coupling", "redirect_outputs", "run_serial", "load_component_class"]

@@ -12,7 +12,7 @@ ends well; a run that stops early leaves its flushed steps in the partial files,
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,8 @@ from .record import Recorder
 from .spec import CouplingSpec, spec_provenance
 from .writer import NetcdfAppender, stop_reason
 
+log = logging.getLogger("dhydro.coupler")
+
 
 def check_output_targets(spec: CouplingSpec) -> None:
     """Before a run starts: its output (and record) paths are files it may write (see :mod:`bmi_dhydro.safe_io`)."""
@@ -37,8 +39,8 @@ def check_output_targets(spec: CouplingSpec) -> None:
 def report_partial(where: list, n_done: int, exc: BaseException) -> None:
     """Say where the flushed output of a run that stopped early is."""
     if where:
-        print(f"note: the run stopped after {n_done} coupler step(s) ({stop_reason(exc)}); what was flushed is kept, "
-              f"marked incomplete, in {', '.join(str(w) for w in where)}", file=sys.stderr)
+        log.warning(f"the run stopped after {n_done} coupler step(s) ({stop_reason(exc)}); what was flushed is kept, "
+                    f"marked incomplete, in {', '.join(str(w) for w in where)}")
 
 
 def run_serial(spec: CouplingSpec, spec_path, progress: bool = True, coupler: Coupler | None = None) -> dict:
@@ -83,5 +85,5 @@ def run_serial(spec: CouplingSpec, spec_path, progress: bool = True, coupler: Co
         cp.recorder.close(ok=True)
     pngs = plot_outputs(spec.outputs.path, spec.outputs.variables) if spec.outputs.plots else []
     cp.finalize()
-    print(f"wrote {spec.outputs.path}" + (f" and {', '.join(str(p) for p in pngs)}" if pngs else ""))
+    log.info(f"wrote {spec.outputs.path}" + (f" and {', '.join(str(p) for p in pngs)}" if pngs else ""))
     return {"netcdf": spec.outputs.path, "plots": pngs, "steps": n}

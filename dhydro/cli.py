@@ -5,8 +5,16 @@
     dhydro ngen-config HYDROFABRIC ...   write ngen per-catchment configs and a realization
     dhydro regrid weights SRC DST ...    ESMF-format regridding weights
 
-Known errors (bad input, missing or existing files, invalid specs) and Ctrl-C end with one line on stderr and a
-non-zero exit code (2 for errors, 130 for Ctrl-C); ``--debug`` (anywhere on the line) shows the traceback.
+Exit codes (the README's "Command line" table):
+
+    0    success
+    1    a runtime error: bad input data, missing or existing files, an invalid spec or config, a failed run
+    2    a usage error: unknown command or option, a missing or malformed argument (argparse), bad --start/--end
+    130  interrupted (Ctrl-C); outputs written so far are kept as partial files
+
+Errors end with one line on stderr; ``--debug`` (anywhere on the line) shows the traceback.  Messages go through
+:mod:`logging` to stderr (level INFO by default; ``-v`` DEBUG, ``--log-level`` any level; both anywhere on the
+line); results (skill tables, summaries) go to stdout; progress bars go to stderr and ``--quiet`` turns them off.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bmi_dhydro.log import configure_logging
 from coupler import retrain as retrain_cli
 from coupler.regrid import cli as regrid_cli
 
@@ -33,6 +42,10 @@ def _cmd_run(args) -> int:
     return 0
 
 
+class UsageError(ValueError):
+    """A malformed command-line argument that argparse cannot check itself: exit code 2."""
+
+
 def _check_period(period, warmup_days: int) -> None:
     """``--start``/``--end``/``--warmup-days``: dates, in order, and a non-negative warm-up."""
     import pandas as pd
@@ -42,11 +55,11 @@ def _check_period(period, warmup_days: int) -> None:
         try:
             dates.append(pd.Timestamp(value))
         except (ValueError, TypeError):
-            raise ValueError(f"{flag}: expected a date (YYYY-MM-DD), got {value!r}") from None
+            raise UsageError(f"{flag}: expected a date (YYYY-MM-DD), got {value!r}") from None
     if dates[1] < dates[0]:
-        raise ValueError(f"--start {period[0]} is after --end {period[1]}")
+        raise UsageError(f"--start {period[0]} is after --end {period[1]}")
     if warmup_days < 0:
-        raise ValueError(f"--warmup-days: expected 0 or more days, got {warmup_days}")
+        raise UsageError(f"--warmup-days: expected 0 or more days, got {warmup_days}")
 
 
 def _cmd_train(args) -> int:
@@ -81,8 +94,15 @@ def _cmd_ngen_config(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dhydro", description="bmi-dhydro: differentiable HBV as a BMI component")
+    p = argparse.ArgumentParser(prog="dhydro", description="bmi-dhydro: differentiable HBV as a BMI component",
+                                epilog="exit codes: 0 success, 1 runtime error, 2 usage error, 130 interrupted")
+    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}",
+                   help="print the version and exit")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error (anywhere on the line)")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more messages: DEBUG level (anywhere on the line)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper,
+                   help="level of the messages on stderr (default INFO; anywhere on the line)")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run the main job (bundled model and data when no coupling spec is given)")
@@ -95,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--start", help="first day (default 1995-10-01)")
     r.add_argument("--end", help="last day (default 2010-09-30)")
     r.add_argument("--warmup-days", type=int, default=365, help="spin-up days before --start (default 365)")
-    r.add_argument("--out", help="output folder (default dhydro_out)")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--out", help="folder of every file the run writes (default job: dhydro_out; a coupling spec: "
+                                 "its output, plots, record and saved weights, instead of the spec's paths)")
+    r.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
     r.add_argument("--overwrite", action="store_true",
                    help="replace the spec's existing output file (only once the new run ends well); without it an "
                         "existing output is refused. The default job always replaces its own outputs atomically")
@@ -107,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from <output dir>/train_state.pt after an interruption")
     t.add_argument("--data", help="CAMELS folder or CAMELS-style .nc file (overrides data.camels_root)")
     t.add_argument("--out", help="output folder (overrides output.dir)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("evaluate", help="skill of a checkpoint over many CAMELS basins (table, CSV, NSE plot)")
@@ -120,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--end", default="2010-09-30", help="last day (default 2010-09-30)")
     e.add_argument("--warmup-days", type=int, default=365, help="spin-up days before --start (default 365)")
     e.add_argument("--out", default="dhydro_eval", help="output folder (default dhydro_eval)")
-    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_evaluate)
 
     n = sub.add_parser("ngen-config", help="write ngen per-catchment BMI configs and a realization for a hydrofabric")
@@ -131,8 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--checkpoint", help="checkpoint to reference (default: bundled)")
     n.add_argument("--layer", default=None, help="GeoPackage layer (default divides)")
     n.add_argument("--id-field", default=None, help="id column (default divide_id or id)")
-    n.add_argument("--start", default="2015-12-01 00:00:00")
-    n.add_argument("--end", default="2015-12-30 23:00:00")
+    n.add_argument("--start", default="2015-12-01 00:00:00", help="realization start time (default %(default)s)")
+    n.add_argument("--end", default="2015-12-30 23:00:00", help="realization end time (default %(default)s)")
     n.set_defaults(func=_cmd_ngen_config)
 
     regrid_cli.add_parser(sub)
@@ -140,8 +161,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-#: errors that are the user's input or environment (one line, exit code 2); anything else is a bug (traceback)
+#: errors that are the user's input or environment (one line, exit code 1); anything else is a bug (traceback)
 KNOWN_ERRORS = (ValueError, KeyError, OSError, RuntimeError)
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bmi-dhydro")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _pop_logging_flags(argv: list[str]) -> tuple[list[str], int, str | None]:
+    """``-v``/``-vv``/``--verbose`` and ``--log-level L`` (or ``--log-level=L``) anywhere on the line."""
+    rest, verbose, level, i = [], 0, None, 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            rest += argv[i:]
+            break
+        if a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"}):
+            verbose += 1 if a == "--verbose" else len(a) - 1
+        elif a == "--log-level" and i + 1 < len(argv) and argv[i + 1].upper() in LOG_LEVELS:
+            level = argv[i + 1].upper()
+            i += 1
+        elif a.startswith("--log-level=") and a.split("=", 1)[1].upper() in LOG_LEVELS:
+            level = a.split("=", 1)[1].upper()
+        else:
+            rest.append(a)
+        i += 1
+    return rest, verbose, level
 
 
 def one_line(exc: BaseException) -> str:
@@ -157,28 +210,36 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
+    argv, verbose, level = _pop_logging_flags(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # a usage error exits 2 here
+    configure_logging(verbose, level)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         if debug:
             raise
         print(f"dhydro {args.command}: interrupted (Ctrl-C); outputs written so far are kept as partial files", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except UsageError as exc:
+        if debug:
+            raise
+        parser.print_usage(sys.stderr)
+        print(f"dhydro {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except KNOWN_ERRORS as exc:
         if debug:
             raise
         kind = "" if isinstance(exc, (ValueError, KeyError)) else f"{type(exc).__name__}: "
         print(f"dhydro {args.command}: error: {kind}{one_line(exc)} (--debug shows the traceback)", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001  only YAML errors are known here; anything else is re-raised
         import yaml
 
         if debug or not isinstance(exc, yaml.YAMLError):
             raise
         print(f"dhydro {args.command}: error: invalid YAML: {one_line(exc)} (--debug shows the traceback)", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

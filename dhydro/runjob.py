@@ -8,6 +8,7 @@ CAMELS-style NetCDF); the forcing product defaults to the one the checkpoint was
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,13 @@ import pandas as pd
 from bmi_dhydro.checkpoint import load_checkpoint
 from bmi_dhydro.datasets import open_camels
 from bmi_dhydro.metrics import format_table, skill_table
+from bmi_dhydro.cf import select, variable_attrs
 from bmi_dhydro.output import timeseries_dataset, write_netcdf
 from bmi_dhydro.train import hydrograph_png, write_metrics_csv
 
 DEFAULT_PERIOD = ("1995-10-01", "2010-09-30")
 #: the daily temperature range reaches models that use it (Hargreaves PET)
+log = logging.getLogger("dhydro.run")
 TEMPERATURE_RANGE_CONNECTIONS = [
     {"source": f"forcing.{v}", "destination": f"hydro.{v}"}
     for v in ("land_surface_air__max_of_temperature", "land_surface_air__min_of_temperature")]
@@ -48,7 +51,7 @@ def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PE
     ok &= window.sizes["time"] == (t1 - t0).days + 1
     dropped = [str(b) for b, k in zip(ds.basin.values, ok) if not k]
     if dropped:
-        print(f"note: basins without forcing over {t0.date()}..{t1.date()} are skipped: {', '.join(dropped)}")
+        log.warning(f"basins without forcing over {t0.date()}..{t1.date()} are skipped: {', '.join(dropped)}")
     if not ok.any():
         raise ValueError(f"run: no basin has forcing over {t0.date()}..{t1.date()}")
     ds = ds.isel(basin=np.flatnonzero(ok))
@@ -88,11 +91,13 @@ def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PE
     spec_obj, _ = load_spec(work / "spec.yaml")
     run_serial(spec_obj, work / "spec.yaml", progress=progress)
     with xr.open_dataset(work / "coupled_raw.nc") as raw:
-        # a value at time t covers the day ending at t: label it with the day it covers, and drop the warm-up
-        day = pd.DatetimeIndex(raw["time"].values) - pd.Timedelta(days=1)
+        # a value stamped t covers the day ending at t (bmi_dhydro.cf: stamp = end of the interval); drop the warm-up
+        end = pd.DatetimeIndex(raw["time"].values)
+        day = end - pd.Timedelta(days=1)
         keep = (day >= pd.Timestamp(period[0])) & (day <= t1)
-        res = {k: raw[v].values[keep].T for k, v in variables.items()}
-    times = day[keep]
+        res = {k: select(raw, v).values[keep].T for k, v in variables.items()}
+    times = day[keep]  # the day each value covers (plots, skill)
+    ends = end[keep]  # its stamp in the NetCDF
     res["runoff"] = res["runoff"] * 1000.0  # m per day -> mm d-1
     for k in ("et", "pet"):
         res[k] = res[k] * 1000.0 * 86400.0  # m s-1 -> mm d-1
@@ -101,20 +106,21 @@ def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PE
     keep_vars = ("streamflow", "runoff", "et", "pet", "swe", "snowpack", "meltwater", "sm", "suz", "slz")
     obs = ds["qobs"].sel(time=slice(*period)).transpose("basin", "time").to_numpy()
     cf = timeseries_dataset(
-        times, ids, {k: res[k] for k in keep_vars}, ds["lat"].to_numpy(), ds["lon"].to_numpy(), area,
+        ends, ids, {k: res[k] for k in keep_vars}, ds["lat"].to_numpy(), ds["lon"].to_numpy(), area,
         attrs={"title": f"bmi-dhydro run on CAMELS-US basins (CAMELS {product} forcing -> coupler -> BmiDeltaModel)",
                "checkpoint": str(checkpoint or "bundled default"), "period": f"{period[0]}..{period[1]}",
                "warmup_days": warmup_days},
     )
-    cf["qobs"] = (("time", "unit"), obs.T)
-    cf["qobs"].attrs.update(units="mm d-1", long_name="observed streamflow (USGS), runoff depth")
+    cf["qobs"] = (("time", "unit_id"), obs.T)
+    cf["qobs"].attrs.update(variable_attrs("qobs", "mm d-1"))
+    cf["qobs"].encoding["coordinates"] = "lat lon"
     nc = write_netcdf(cf, out / "dhydro_run.nc")
     rows = skill_table(res["runoff"], obs, ids)
     write_metrics_csv(out / "metrics.csv", rows)
     png = out / "hydrographs.png"
     _grid_png(png, times, res["runoff"], obs, ids, rows)
     print(format_table(rows))
-    print(f"wrote {nc}, {out / 'metrics.csv'} and {png}")
+    log.info(f"wrote {nc}, {out / 'metrics.csv'} and {png}")
     return {"netcdf": nc, "png": png, "rows": rows}
 
 

@@ -8,6 +8,7 @@ import pytest
 import xarray as xr
 import yaml
 
+from bmi_dhydro.cf import select
 from coupler.run import run_coupling
 from coupler.spec import load_spec
 from coupler.unitconv import convert
@@ -151,10 +152,12 @@ def test_gridded_examples_regrid_and_reuse_saved_weights(tmp_path, name, var):
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(spec))
     run_coupling(tmp_path / "b.yaml", progress=False)
     a, b = xr.open_dataset(tmp_path / "a.nc"), xr.open_dataset(tmp_path / "b.nc")
-    assert np.isfinite(a[var].values).all()
-    np.testing.assert_array_equal(a[var].values, b[var].values)
+    a, b = select(a, var), select(b, var)  # CF-valid names: the hyphen of the CSDMS name becomes "_"
+    assert a.attrs.get("csdms_name", var) == var
+    assert np.isfinite(a.values).all()
+    np.testing.assert_array_equal(a.values, b.values)
     if name == "era5_hrus.yaml":
-        assert float(a[var].values[-1].min()) > 0  # winter: the constant precipitation falls as snow
+        assert float(a.values[-1].min()) > 0  # winter: the constant precipitation falls as snow
     a.close()
     b.close()
 
@@ -181,3 +184,30 @@ def test_a_rank_reads_only_the_box_of_source_cells_it_needs(tmp_path):
     a = full.components["hydro"].get_value_ptr("snowpack__liquid-equivalent_depth")[:5]
     b = part.components["hydro"].get_value_ptr("snowpack__liquid-equivalent_depth")
     np.testing.assert_allclose(b, a, rtol=1e-12)
+
+
+def _files(root: Path) -> dict:
+    return {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} if root.exists() else {}
+
+
+def test_out_owns_every_file_a_coupled_run_writes(tmp_path):
+    """``dhydro run SPEC --out DIR``: the output, its plots, the record and the saved weights all go into DIR;
+    nothing is written beside the example spec or elsewhere in the checkout."""
+    from dhydro.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    spec = yaml.safe_load((GRIDDED / "nwm_divides.yaml").read_text())
+    assert spec["connections"][0].get("save_weights")  # the example asks for its weights to be saved
+    spec["record"] = {"path": "rec.nc", "component": "hydro", "state_every": 24}
+    watched = [GRIDDED, root / "dhydro_out"]
+    before = [_files(d) for d in watched]
+    spec_path = GRIDDED / f".test_out_{tmp_path.name}.yaml"  # relative paths resolve beside the example
+    spec_path.write_text(yaml.safe_dump(spec))
+    try:
+        assert main(["run", str(spec_path), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    finally:
+        spec_path.unlink()
+    assert [_files(d) for d in watched] == before
+    written = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert Path(spec["connections"][0]["save_weights"]).name in written and "rec.nc" in written
+    assert Path(spec["outputs"]["path"]).name in written

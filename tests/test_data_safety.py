@@ -92,7 +92,7 @@ def test_an_existing_output_is_refused_without_overwrite(tmp_path, capsys):
     before = sha(tmp_path / "out.nc")
     with pytest.raises(FileExistsError, match="--overwrite"):
         run_coupling(p, progress=False)
-    assert main(["run", str(p), "--quiet"]) == 2
+    assert main(["run", str(p), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "already exists" in err and "--overwrite" in err and "Traceback" not in err
     assert sha(tmp_path / "out.nc") == before
@@ -102,7 +102,7 @@ def test_an_existing_output_is_refused_without_overwrite(tmp_path, capsys):
 def test_an_output_path_that_is_a_folder_is_a_clear_error(tmp_path, capsys):
     p = spec_file(tmp_path, hours=24)
     (tmp_path / "out.nc").mkdir()
-    assert main(["run", str(p), "--quiet"]) == 2
+    assert main(["run", str(p), "--quiet"]) == 1
     err = capsys.readouterr().err.strip()
     assert "is a folder" in err and "out.nc" in err and len(err.splitlines()) == 1
 
@@ -128,10 +128,10 @@ def test_the_record_is_moved_into_place_only_when_the_run_ends_well(tmp_path):
         run_coupling(bad, progress=False)
     assert not (tmp_path / "rec.nc").exists()
     with xr.open_dataset(tmp_path / "rec.partial.nc") as ds:
-        assert ds.attrs["run_status"].startswith("incomplete") and ds.sizes["step"] == 2
+        assert ds.attrs["run_status"].startswith("incomplete") and ds.sizes["time"] == 2
     run_coupling(spec_file(tmp_path, hours=72, record=rec, outputs={"overwrite": True}, name="ok.yaml"), progress=False)
     with xr.open_dataset(tmp_path / "rec.nc") as ds:
-        assert ds.attrs["run_status"] == "complete" and ds.sizes["step"] == 3
+        assert ds.attrs["run_status"] == "complete" and ds.sizes["time"] == 3
 
 
 def test_restart_files_are_written_atomically(tmp_path, monkeypatch):
@@ -159,7 +159,7 @@ def test_restart_files_are_written_atomically(tmp_path, monkeypatch):
 def test_invalid_yaml_spec_is_one_line(tmp_path, capsys):
     p = tmp_path / "s.yaml"
     p.write_text("period: {start: [unclosed\n")
-    assert main(["run", str(p)]) == 2
+    assert main(["run", str(p)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not valid YAML" in err and "s.yaml" in err and "line" in err
 

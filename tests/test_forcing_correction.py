@@ -82,7 +82,7 @@ def test_record_keeps_the_source_field_consistent_with_the_model_forcing(gridded
         forcing = np.asarray(nc["forcing"][:])
         src = np.asarray(nc["source_precip"][:])
         cells = np.asarray(nc["source_cell_index"][:])
-        n_units, n_cells = nc.dimensions["unit"].size, nc.dimensions["cell"].size
+        n_units, n_cells = nc.dimensions["unit_id"].size, nc.dimensions["cell"].size
         W = sp.csr_matrix((nc["regrid_S"][:], (nc["regrid_row"][:], nc["regrid_col"][:])), shape=(n_units, n_cells))
         ids = [str(u) for u in nc["unit_id"][:]]
         assert nc.getncattr("source_n_cells") == 110 and list(nc.getncattr("source_grid_shape")) == [11, 10]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from cf_check import cf_failures
 
 pytest.importorskip("mpi4py")
 BIN = Path(sys.executable).parent
@@ -67,6 +68,7 @@ def test_network_model_on_n_ranks_equals_serial(serial, tmp_path, n):
     par, ids = outputs(tmp_path / "out.nc")
     ser, sids = serial["gauge_01073000.yaml"]
     assert ids == sids  # unit order preserved
+    assert cf_failures(tmp_path / "out.nc", tmp_path) == []  # the MPI output is CF-1.8 like the serial one
     for v in ser:
         # the physics is bit for bit (see the fixed-parameter test); the network's matrix products may round
         # differently when a rank holds fewer units (BLAS blocking depends on the batch size): documented <= 1e-12
@@ -114,7 +116,7 @@ def test_nan_forcing_on_rank_1_aborts_cleanly(tmp_path):
     # output flushed before the fault is still a valid file: the partial one, marked incomplete (issue 14)
     assert not (tmp_path / "out.nc").exists()
     with xr.open_dataset(tmp_path / "out.partial.nc") as out:
-        assert out.sizes["unit"] == 5 and out.attrs["run_status"].startswith("incomplete")
+        assert out.sizes["unit_id"] == 5 and out.attrs["run_status"].startswith("incomplete")
 
 
 @pytest.mark.mpi

@@ -201,7 +201,7 @@ def test_cli_weights_info_apply_mesh(tmp_path, capsys):
     api = generate_weights(read_grid(grid_nc), read_polygons(divides), norm_type="fracarea", progress=False)
     assert w.differences(api) == []
     # existing output is not overwritten silently
-    assert main(["weights", grid_nc, divides, "-o", str(out), "--no-progress"]) == 2
+    assert main(["weights", grid_nc, divides, "-o", str(out), "--no-progress"]) == 1
     assert "exists" in capsys.readouterr().err
     assert main(["info", str(out)]) == 0
     assert "n_s = 156" in capsys.readouterr().out
@@ -209,18 +209,19 @@ def test_cli_weights_info_apply_mesh(tmp_path, capsys):
     res = tmp_path / "rain.nc"
     assert main(["apply", str(out), grid_nc, "--var", "RAINRATE", "-o", str(res), "--no-progress"]) == 0
     with xr.open_dataset(res) as ds, xr.open_dataset(grid_nc) as src:
-        assert ds["RAINRATE"].dims == ("time", "cell")
-        assert list(ds["cell_id"].values) == list(w.ids_b)
+        assert ds["RAINRATE"].dims == ("time", "unit_id")
+        assert list(ds["unit_id"].values) == list(w.ids_b)
+        assert ds["RAINRATE"].sel(unit_id=w.ids_b[3]).size == ds.sizes["time"]  # selectable by the unit's id
         np.testing.assert_allclose(ds["RAINRATE"].values, w.apply(src["RAINRATE"].values), rtol=1e-12)
         assert ds["RAINRATE"].attrs["units"] == "mm s-1"
     # a grid that does not match the weights is refused
     era_nc = str(ERA / "era5-crop.nc")
-    assert main(["apply", str(out), era_nc, "--var", "t", "-o", str(tmp_path / "bad.nc"), "--no-progress"]) == 2
+    assert main(["apply", str(out), era_nc, "--var", "t", "-o", str(tmp_path / "bad.nc"), "--no-progress"]) == 1
     assert "mismatch" in capsys.readouterr().err
     # bad input gives a clear message and exit code 2
-    assert main(["weights", "/nonexistent.nc", divides, "-o", str(tmp_path / "x.nc")]) == 2
+    assert main(["weights", "/nonexistent.nc", divides, "-o", str(tmp_path / "x.nc")]) == 1
     assert "does not exist" in capsys.readouterr().err
-    assert main(["weights", grid_nc, divides, "-o", str(tmp_path / "y.nc"), "--dst-id-field", "nope"]) == 2
+    assert main(["weights", grid_nc, divides, "-o", str(tmp_path / "y.nc"), "--dst-id-field", "nope"]) == 1
     assert "id field 'nope' not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["weights", grid_nc, divides, "-o", str(tmp_path / "z.nc"), "--method", "kriging"])

@@ -15,6 +15,7 @@ stand-alone (``python -m coupler.regrid.cli weights ...``).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["add_parser", "run", "main"]
+
+log = logging.getLogger("dhydro.regrid")
 
 
 def _build(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -36,10 +39,12 @@ def _build(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     w.add_argument("dst", help="destination: polygon file (GeoPackage/GeoParquet/Shapefile/...) or NetCDF grid")
     w.add_argument("-o", "--output", required=True, help="weight file to write (NetCDF)")
     w.add_argument("--method", default="conserve",
-                   choices=("conserve", "bilinear", "nearest_stod", "nearest_dtos", "patch"))
+                   choices=("conserve", "bilinear", "nearest_stod", "nearest_dtos", "patch"),
+                   help="regridding method (ESMF's --method); default conserve")
     w.add_argument("--norm-type", default="dstarea", choices=("dstarea", "fracarea"),
                    help="conservative normalisation (ESMF's --norm_type); default dstarea")
-    w.add_argument("--backend", default="native", choices=("native", "esmpy", "auto"))
+    w.add_argument("--backend", default="native", choices=("native", "esmpy", "auto"),
+                   help="native (this package), esmpy (ESMF's Python API, if installed) or auto; default native")
     w.add_argument("--unmapped", default="error", choices=("error", "nan"),
                    help="destinations no source cell maps to: fail (default) or keep them as NaN")
     for side in ("src", "dst"):
@@ -67,19 +72,19 @@ def _build(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "is the mean of that row (all, ESMF's default) or leave them unmapped (none)")
     w.add_argument("--densify-m", type=float, default=20.0,
                    help="native conserve on the sphere: densify polygons given in a projected CRS to this step (m)")
-    w.add_argument("--no-progress", action="store_true", help="no progress bar")
+    w.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true", help="no progress bar")
     w.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     w.set_defaults(_regrid_handler=_cmd_weights)
 
     i = sub.add_parser("info", help="summarise a weight file")
-    i.add_argument("weights")
+    i.add_argument("weights", help="weight file (ESMF format)")
     i.set_defaults(_regrid_handler=_cmd_info)
 
     a = sub.add_parser("apply", help="regrid variables of a NetCDF file with a weight file, chunk by chunk")
-    a.add_argument("weights")
+    a.add_argument("weights", help="weight file (ESMF format)")
     a.add_argument("input", help="NetCDF file with the source-grid variables")
     a.add_argument("--var", action="append", required=True, help="variable to regrid (repeatable)")
-    a.add_argument("-o", "--output", required=True)
+    a.add_argument("-o", "--output", required=True, help="NetCDF file to write (CF-1.8)")
     a.add_argument("--time-dim", default=None, help="name of the time dimension (default: the unlimited or "
                                                       "first non-grid dimension)")
     a.add_argument("--chunk", type=int, default=None, help="time steps per chunk (default ~2e7 values)")
@@ -88,19 +93,20 @@ def _build(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     a.add_argument("--y", help="y/latitude coordinate variable of the input grid")
     a.add_argument("--crs", help="CRS of the input grid when the file has none")
     a.add_argument("--no-check", action="store_true", help="skip the check of the input grid against the weights")
-    a.add_argument("--no-progress", action="store_true")
-    a.add_argument("--overwrite", action="store_true")
+    a.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true", help="no progress bar")
+    a.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     a.set_defaults(_regrid_handler=_cmd_apply)
 
     m = sub.add_parser("mesh", help="write polygons or a grid as an ESMF mesh or SCRIP file (for ESMF_RegridWeightGen)")
     m.add_argument("input", help="polygon file or NetCDF grid")
-    m.add_argument("-o", "--output", required=True)
-    m.add_argument("--format", default="esmf", choices=("esmf", "scrip"))
-    m.add_argument("--id-field")
-    m.add_argument("--layer")
-    m.add_argument("--var")
-    m.add_argument("--crs")
-    m.add_argument("--overwrite", action="store_true")
+    m.add_argument("-o", "--output", required=True, help="mesh or SCRIP file to write (NetCDF)")
+    m.add_argument("--format", default="esmf", choices=("esmf", "scrip"),
+                   help="ESMF unstructured mesh or SCRIP; default esmf")
+    m.add_argument("--id-field", help="polygons: identifier column")
+    m.add_argument("--layer", help="polygons: layer of a multi-layer file")
+    m.add_argument("--var", help="NetCDF grid: data variable whose grid is used")
+    m.add_argument("--crs", help="CRS to assume (EPSG code, WKT or PROJ string)")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     m.set_defaults(_regrid_handler=_cmd_mesh)
     return parser
 
@@ -119,7 +125,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run a parsed ``regrid`` command; returns the process exit code (errors print and return 2)."""
+    """Run a parsed ``regrid`` command; returns the process exit code (runtime errors print one line and return 1;
+    a missing subcommand is a usage error, 2)."""
     from .crs import RegridError
 
     handler = getattr(args, "_regrid_handler", None)
@@ -130,13 +137,16 @@ def run(args: argparse.Namespace) -> int:
         return int(handler(args) or 0)
     except (RegridError, FileExistsError, OSError) as exc:
         print(f"dhydro regrid {args.regrid_command}: error: {exc}", file=sys.stderr)
-        return 2
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry point: ``main(["weights", "grid.nc", "divides.gpkg", "-o", "w.nc"])``."""
     parser = _build(argparse.ArgumentParser(prog="dhydro regrid", description=__doc__.split("\n\n")[0]))
     args = parser.parse_args(list(argv) if argv is not None else None)
+    from bmi_dhydro.log import configure_logging
+
+    configure_logging()
     return run(args)
 
 
@@ -161,18 +171,18 @@ def _cmd_weights(args: argparse.Namespace) -> int:
                   mask=getattr(args, f"{side}_mask"), crs=getattr(args, f"{side}_crs"),
                   id_field=getattr(args, f"{side}_id_field"), layer=getattr(args, f"{side}_layer"))
         cells[side] = read_cells(getattr(args, side), **kw)
-        print(f"{side}: {cells[side].describe()}", file=sys.stderr)
+        log.info(f"{side}: {cells[side].describe()}")
     w: Weights = generate_weights(cells["src"], cells["dst"], args.method, norm_type=args.norm_type,
                                   backend=args.backend, unmapped=args.unmapped, area_crs=args.area_crs,
                                   densify_deg=args.densify_deg or None, geometry=args.geometry,
                                   densify_m=args.densify_m, extrap_method=args.extrap_method,
                                   pole_method=args.pole_method, progress=not args.no_progress)
     w.to_netcdf(out)
-    print(w.summary(), file=sys.stderr)
+    log.info(w.summary())
     if args.method == "conserve" and args.norm_type == "dstarea" and w.partially_mapped.any():
-        print(f"note: {int(w.partially_mapped.sum())} destinations are only partly covered by the source; with "
-              f"--norm-type dstarea their values are scaled by frac_b (use fracarea for area means)", file=sys.stderr)
-    print(f"wrote {out}", file=sys.stderr)
+        log.warning(f"{int(w.partially_mapped.sum())} destinations are only partly covered by the source; with "
+                    f"--norm-type dstarea their values are scaled by frac_b (use fracarea for area means)")
+    log.info(f"wrote {out}")
     return 0
 
 
@@ -196,7 +206,7 @@ def _cmd_mesh(args: argparse.Namespace) -> int:
         write_esmf_mesh(cells, out)
     else:
         write_scrip(cells, out)
-    print(f"wrote {cells.describe()} to {out} ({args.format})", file=sys.stderr)
+    log.info(f"wrote {cells.describe()} to {out} ({args.format})")
     return 0
 
 
@@ -204,6 +214,8 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     import netCDF4
     import xarray as xr
     from tqdm.auto import tqdm
+
+    from bmi_dhydro.cf import CONVENTIONS, cf_name, history_line, standard_name_fits
 
     from . import read_grid, read_weights
     from .crs import RegridError
@@ -236,20 +248,41 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         chunk = args.chunk or max(1, int(2e7 // max(w.n_a, 1)))
         tmp = out.with_name(out.name + ".part")
         with netCDF4.Dataset(str(tmp), "w", format="NETCDF4") as nc:
+            nc.Conventions = CONVENTIONS
             nc.title = f"{', '.join(args.var)} regridded from {args.input} with {args.weights}"
-            nc.history = f"dhydro regrid apply ({w.method}, norm_type {w.norm_type})"
+            nc.source = "bmi-dhydro regrid apply"
+            prior = ds.attrs.get("history")
+            nc.history = history_line(f"dhydro regrid apply ({w.method}, norm_type {w.norm_type})") + (
+                f"\n{prior}" if isinstance(prior, str) and prior else "")
+            bounds = None
             if tdim:
                 nc.createDimension(tdim, None)
                 if tdim in ds.variables:
+                    # the input's time axis as it is (its own stamp convention): CF attributes, never a _FillValue
                     tv = nc.createVariable(tdim, ds[tdim].dtype, (tdim,))
-                    tv.setncatts({k: val for k, val in ds[tdim].attrs.items() if k != "_FillValue"})
+                    tv.setncatts({k: val for k, val in ds[tdim].attrs.items() if k not in ("_FillValue", "missing_value")})
                     tv[:] = ds[tdim].values
+                    if "long_name" not in tv.ncattrs():
+                        tv.long_name = "time (as in the input file)"
+                    if "standard_name" not in tv.ncattrs() and "since" in str(tv.getncattr("units")
+                                                                             if "units" in tv.ncattrs() else ""):
+                        tv.standard_name = "time"
+                    bounds = ds[tdim].attrs.get("bounds")
+                    if bounds in ds.variables and ds[bounds].ndim == 2:
+                        nc.createDimension(ds[bounds].dims[1], ds[bounds].shape[1])
+                        bv = nc.createVariable(bounds, ds[bounds].dtype, (tdim, ds[bounds].dims[1]))
+                        bv[:] = ds[bounds].values
+                    elif "bounds" in tv.ncattrs():
+                        tv.delncattr("bounds")
             if len(w.dst_shape) == 1:
-                ddims: tuple[str, ...] = ("cell",)
-                nc.createDimension("cell", w.n_b)
+                ddims: tuple[str, ...] = ("unit_id",) if w.ids_b is not None else ("cell",)
+                nc.createDimension(ddims[0], w.n_b)
                 if w.ids_b is not None:
-                    idv = nc.createVariable("cell_id", str, ("cell",))
-                    idv.long_name = "destination cell identifier"
+                    # a time series per destination unit (CF-1.8 timeSeries): .sel(unit_id=...) works
+                    nc.featureType = "timeSeries"
+                    idv = nc.createVariable("unit_id", str, ("unit_id",))
+                    idv.long_name = "destination cell (unit) identifier"
+                    idv.cf_role = "timeseries_id"
                     idv[:] = np.asarray(w.ids_b, dtype=object)
             else:
                 ddims = ("y", "x")
@@ -259,13 +292,25 @@ def _cmd_apply(args: argparse.Namespace) -> int:
                 cv = nc.createVariable(name, "f8", ddims)
                 cv.units = units
                 cv.standard_name = "longitude" if name == "lon" else "latitude"
+                cv.long_name = f"{cv.standard_name} of the destination cell centre"
                 cv[:] = data.reshape(w.dst_shape)
             outv = {}
             for v in args.var:
-                ov = nc.createVariable(v, "f8", ((tdim,) if tdim else ()) + ddims, fill_value=np.nan, zlib=True)
+                ov = nc.createVariable(cf_name(v), "f8", ((tdim,) if tdim else ()) + ddims, fill_value=np.nan, zlib=True)
                 ov.setncatts({k: val for k, val in ds[v].attrs.items()
                               if k not in ("_FillValue", "missing_value", "scale_factor", "add_offset", "grid_mapping",
-                                           "coordinates", "esri_pe_string", "proj4", "valid_range")})
+                                           "coordinates", "esri_pe_string", "proj4", "valid_range", "valid_min",
+                                           "valid_max")})
+                if "long_name" not in ov.ncattrs():
+                    ov.long_name = v
+                std = ov.getncattr("standard_name") if "standard_name" in ov.ncattrs() else None
+                if std and standard_name_fits(std, str(ds[v].attrs.get("units", ""))) is False:
+                    # units that contradict the standard name (the input's error): keep it only as a note
+                    ov.delncattr("standard_name")
+                    ov.comment = (f"the input's standard_name {std!r} does not admit its units "
+                                  f"{ds[v].attrs.get('units')!r}; dropped")
+                if cf_name(v) != v:
+                    ov.original_name = v
                 ov.coordinates = "lon lat"
                 ov.regrid_method = f"{w.method}" + (f" ({w.norm_type})" if w.norm_type else "")
                 outv[v] = ov
@@ -287,7 +332,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         tmp.replace(out)
     finally:
         ds.close()
-    print(f"wrote {out}", file=sys.stderr)
+    log.info(f"wrote {out}")
     return 0
 
 
