@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from bmi_dhydro.model import DeltaModel, ModelConfig
+from bmi_dhydro.nn import lstm_precision
 
 HERE = Path(__file__).resolve().parent
 
@@ -40,11 +41,12 @@ def make(hidden, batch=100, n_attr=25, seed=0):
     return m, f, a, y
 
 
-def iteration(m, opt, f, a, y):
+def iteration(m, opt, f, a, y, low=None):
     st = m.initial_state(f.shape[1])
-    prep = m.prepare(a)
-    st = m.warmup(st, f[:365], m.prepare(a.detach()))
-    _, out = m.unroll(st, f[365:], prep, outputs=("runoff",))
+    with lstm_precision(m.provider, low):
+        prep = m.prepare(a)
+        st = m.warmup(st, f[:365], m.prepare(a.detach()))
+        _, out = m.unroll(st, f[365:], prep, outputs=("runoff",))
     loss = ((out["runoff"] - y) ** 2).mean()
     opt.zero_grad()
     loss.backward()
@@ -52,18 +54,43 @@ def iteration(m, opt, f, a, y):
     opt.step()
 
 
-def measure(hidden, threads, reps):
+def gemm_floor(hidden, threads, reps, batch=100, t_fwd=730, t_bwd=365):
+    """Seconds for the LSTM's unavoidable float32 matrix products alone: one (B, H) x (H, 4H) product per forward step
+    (spin-up and window), one (B, 4H) x (4H, H) per backward step, and the weight gradient of the window as one
+    large product -- the same flops as the training step's recurrence, with nothing else."""
     torch.set_num_threads(threads)
-    m, f, a, y = make(hidden)
-    opt = torch.optim.Adam(m.parameters(), 1e-3)
-    iteration(m, opt, f, a, y)  # warm-up (kernel build, allocator)
+    h, w = torch.randn(batch, hidden), torch.randn(hidden, 4 * hidden)
+    d, hs, ds = torch.randn(batch, 4 * hidden), torch.randn(t_bwd * batch, hidden), torch.randn(t_bwd * batch, 4 * hidden)
+
+    def run():
+        for _ in range(t_fwd):
+            torch.mm(h, w)
+        for _ in range(t_bwd):
+            torch.mm(d, w.t())
+        torch.mm(ds.t(), hs)
+
+    run()
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        iteration(m, opt, f, a, y)
+        run()
+        ts.append(time.perf_counter() - t0)
+    return min(ts)
+
+
+def measure(hidden, threads, reps, precision="float32"):
+    torch.set_num_threads(threads)
+    low = torch.bfloat16 if precision == "bfloat16" else None
+    m, f, a, y = make(hidden)
+    opt = torch.optim.Adam(m.parameters(), 1e-3)
+    iteration(m, opt, f, a, y, low)  # warm-up (kernel build, allocator)
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        iteration(m, opt, f, a, y, low)
         ts.append(time.perf_counter() - t0)
     with torch.autograd.profiler.profile() as prof:
-        iteration(m, opt, f, a, y)
+        iteration(m, opt, f, a, y, low)
     split = {"lstm": 0.0, "physics": 0.0, "routing": 0.0, "other": 0.0}
     total = 0.0
     for e in prof.key_averages():
@@ -78,7 +105,7 @@ def measure(hidden, threads, reps):
             split["routing"] += t
         else:
             split["other"] += t
-    return {"hidden": hidden, "threads": threads, "min_s": min(ts), "median_s": float(np.median(ts)),
+    return {"hidden": hidden, "threads": threads, "precision": precision, "min_s": min(ts), "median_s": float(np.median(ts)),
             "reps": reps, "load": os.getloadavg()[0], "split": {k: v / total for k, v in split.items()}}
 
 
@@ -88,20 +115,37 @@ def main(argv=None):
     args = ap.parse_args(argv)
     hiddens = (64,) if args.quick else (64, 128, 256)
     reps = 3 if args.quick else 5
-    rows = [measure(h, t, reps) for h in hiddens for t in (1, 2)]
-    lines = ["# Training step (batch 100 basins × 365-day spin-up + 365-day window, nmul 16)", "",
+    rows = [measure(h, t, reps, p) for h in hiddens for t in (1, 2) for p in ("float32", "bfloat16")]
+    floors = {h: gemm_floor(h, 2, reps) for h in hiddens}
+    lines = ["# Training step (batch 100 basins × 365-day spin-up + 365-day window, nmul 16, 25 attributes)", "",
              f"torch {torch.__version__}, {os.cpu_count()} CPUs; `python bench/bench_train.py`. Minimum and median of "
-             f"{reps} iterations; load average at the time. Split: torch profiler self time of one iteration.", "",
-             "| LSTM hidden | threads | s/it (min) | s/it (median) | it/s | load | LSTM | physics | routing | other |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"{reps} iterations; load average at the time. Split: torch profiler self time of one iteration. "
+             "float32 is the default training arithmetic; bfloat16 is `training.precision: bfloat16` (the LSTM under "
+             "torch.autocast; weights, physics and outputs float32).", "",
+             "| LSTM hidden | threads | precision | s/it (min) | s/it (median) | it/s | load | LSTM | physics | routing | other |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = r["split"]
-        lines.append(f"| {r['hidden']} | {r['threads']} | {r['min_s']:.3f} | {r['median_s']:.3f} | {1 / r['min_s']:.2f} | "
-                     f"{r['load']:.1f} | {s['lstm']:.0%} | {s['physics']:.0%} | {s['routing']:.0%} | {s['other']:.0%} |")
+        lines.append(f"| {r['hidden']} | {r['threads']} | {r['precision']} | {r['min_s']:.3f} | {r['median_s']:.3f} | "
+                     f"{1 / r['min_s']:.2f} | {r['load']:.1f} | {s['lstm']:.0%} | {s['physics']:.0%} | {s['routing']:.0%} | "
+                     f"{s['other']:.0%} |")
+    lines += ["", "Float32 floor: the LSTM recurrence's matrix products alone at 2 threads (730 forward steps, 365 "
+              "backward steps, the window's weight gradient as one product), same flops, nothing else:", "",
+              "| LSTM hidden | GFLOP | floor s (2 threads) | float32 step / floor |", "|---|---|---|---|"]
+    for h in hiddens:
+        gflop = 2 * 100 * h * 4 * h * (730 + 365 + 365) / 1e9
+        f32 = next(r for r in rows if r["hidden"] == h and r["threads"] == 2 and r["precision"] == "float32")
+        ratio = "(quick: not reported)" if args.quick else f"{f32['min_s'] / floors[h]:.2f}"
+        lines.append(f"| {h} | {gflop:.1f} | {floors[h]:.3f} | {ratio} |")
+    if not args.quick:
+        lines += ["", "bfloat16 speed-up over float32 (same hidden size and threads, same run): " + ", ".join(
+            f"H{r['hidden']}/{r['threads']}t ×{r['min_s'] / r16['min_s']:.2f}" for r in rows if r["precision"] == "float32"
+            for r16 in rows if r16["precision"] == "bfloat16" and r16["hidden"] == r["hidden"] and r16["threads"] == r["threads"])]
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / "train_step.md").write_text("\n".join(lines) + "\n")
-    (out / "train_step.json").write_text(json.dumps(rows, indent=1))
+    name = "train_step_quick" if args.quick else "train_step"
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.json").write_text(json.dumps({"rows": rows, "floor_s": floors}, indent=1))
     print("\n".join(lines))
 
 

@@ -44,6 +44,7 @@ from .checkpoint import atomic_torch_save, save_checkpoint
 from .datasets import ATTRIBUTE_UNITS, DEFAULT_ATTRIBUTES, attribute_tensor, model_forcings, open_camels
 from .metrics import format_table, skill_table
 from .model import DeltaModel, ModelConfig
+from .nn import lstm_precision
 
 
 class _Strict(BaseModel):
@@ -104,6 +105,9 @@ class OptimSection(_Strict):
     seed: int = 0
     threads: int = Field(0, ge=0)  # 0: torch default
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$")  # auto: a CUDA GPU when torch sees one, else the CPU
+    # the LSTM's arithmetic in the training forward: bfloat16 = mixed precision (torch.autocast) for CPUs with
+    # AMX/AVX-512-BF16 and for GPUs; weights, optimiser, physics, validation and the checkpoint stay float32
+    precision: str = Field("float32", pattern="^(float32|bfloat16)$")
 
 
 class OutputSection(_Strict):
@@ -313,6 +317,7 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool 
     device = torch.device("cuda" if opt.device == "cuda" or (opt.device == "auto" and torch.cuda.is_available()) else "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("training.device: expected a CUDA GPU, but torch sees none (use auto or cpu)")
+    low_precision = torch.bfloat16 if opt.precision == "bfloat16" else None
     model = model.to(device)  # the fused physics kernel is CPU-only: on a GPU the eager engine runs (engine: auto)
     q_std = q_std.to(device)
     optim = torch.optim.Adam(model.parameters(), lr=opt.learning_rate)
@@ -368,9 +373,10 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool 
             y = obs32[torch.as_tensor(idx[opt.warmup_days :], device=device), bt]
             a = attrs32[bt]
             state = model.initial_state(len(batch))
-            prep = model.prepare(a)
-            state = model.warmup(state, f[: opt.warmup_days], model.prepare(a.detach()))
-            _, out = model.unroll(state, f[opt.warmup_days :], prep, outputs=("runoff",))
+            with lstm_precision(model.provider, low_precision):
+                prep = model.prepare(a)
+                state = model.warmup(state, f[: opt.warmup_days], model.prepare(a.detach()))
+                _, out = model.unroll(state, f[opt.warmup_days :], prep, outputs=("runoff",))
             loss = _loss(out["runoff"], y, q_std[bt].float(), opt.loss)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training: loss is {float(loss)} at epoch {epoch}, iteration {k + 1}")
@@ -452,6 +458,7 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool 
         "torch_version": torch.__version__,
         "threads": torch.get_num_threads(),
         "device": str(device),
+        "precision": opt.precision,
     }
     ck = save_checkpoint(model, outdir / cfg.output.checkpoint, provenance)
     (outdir / "history.json").write_text(json.dumps(history, indent=1))

@@ -244,3 +244,55 @@ def test_cuda_device_without_a_gpu_is_a_clear_error(tmp_path):
     cfg, base = tr.load_train_config(_tiny_config(tmp_path, training={"epochs": 1, "device": "cuda"}))
     with pytest.raises(ValueError, match="training.device: expected a CUDA GPU"):
         tr.train(cfg, base, progress=False)
+
+
+# -- mixed precision ---------------------------------------------------------------------------------------------
+def _lstm_model():
+    from bmi_dhydro.model import DeltaModel, ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(nmul=4, dynamic_params=["BETA", "BETAET"], lstm_hidden=32, mlp_hidden=16,
+                      attributes=[f"a{i}" for i in range(5)])
+    m = DeltaModel(cfg)
+    g = torch.Generator().manual_seed(1)
+    f = torch.stack([torch.rand(120, 6, generator=g) ** 4 * 40, torch.randn(120, 6, generator=g) * 10 + 8,
+                     torch.rand(120, 6, generator=g) * 5], -1)
+    return m, f, torch.randn(6, 5, generator=g)
+
+
+def test_bfloat16_lstm_only_inside_the_block_and_close_to_float32():
+    from bmi_dhydro.nn import lstm_precision
+
+    m, f, a = _lstm_model()
+
+    def run():
+        m.zero_grad()
+        st = m.warmup(m.initial_state(6), f[:60], a)
+        _, out = m.unroll(st, f[60:], a, outputs=("runoff",))
+        out["runoff"].sum().backward()
+        return out["runoff"].detach(), {k: p.grad.clone() for k, p in m.named_parameters()}
+
+    q32, g32 = run()
+    with lstm_precision(m.provider, torch.bfloat16):
+        q16, g16 = run()
+    q32b, g32b = run()
+    assert q16.dtype == torch.float32
+    assert torch.equal(q32, q32b) and all(torch.equal(g32[k], g32b[k]) for k in g32)  # float32 again afterwards
+    assert not torch.equal(q32, q16)  # the block did change the arithmetic
+    rel = ((q16 - q32).abs().max() / q32.abs().max()).item()
+    assert rel < 0.05, rel
+    for k in ("provider.lstm.weight_hh_l0", "provider.mlp.0.weight"):
+        cos = torch.nn.functional.cosine_similarity(g16[k].flatten(), g32[k].flatten(), dim=0).item()
+        assert cos > 0.95, (k, cos)
+
+
+def test_training_in_bfloat16_records_it_and_saves_float32(tmp_path):
+    from bmi_dhydro import train as tr
+
+    cfg, base = tr.load_train_config(_tiny_config(tmp_path, training={"epochs": 1, "precision": "bfloat16"}))
+    res = tr.train(cfg, base, progress=False)
+    payload = torch.load(res["checkpoint"], weights_only=True)
+    assert payload["provenance"]["training"]["precision"] == "bfloat16"
+    assert all(v.dtype in (torch.float32, torch.bool) for v in payload["state_dict"].values())
+    with pytest.raises(ValueError, match="precision"):
+        tr.load_train_config(_tiny_config(tmp_path, training={"precision": "float16"}))

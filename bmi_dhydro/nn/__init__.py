@@ -1,5 +1,5 @@
 """Neural (and fixed) parameter providers for the differentiable HBV."""
 
-from .networks import ROUTE_NAMES, FixedParameters, NeuralParameters
+from .networks import ROUTE_NAMES, FixedParameters, NeuralParameters, lstm_precision
 
-__all__ = ["ROUTE_NAMES", "FixedParameters", "NeuralParameters"]
+__all__ = ["ROUTE_NAMES", "FixedParameters", "NeuralParameters", "lstm_precision"]

@@ -17,6 +17,7 @@ Both return physical values (inside the physics bounds) shaped ``(n_units, nmul)
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
@@ -137,7 +138,13 @@ class NeuralParameters(nn.Module):
             return {}, h, c
         t_len, n, _ = forc.shape
         x = torch.cat([self.normalize_forcings(forc), attrs_norm.unsqueeze(0).expand(t_len, n, -1)], dim=-1)
-        out, (h1, c1) = self.lstm(x, (h.unsqueeze(0), c.unsqueeze(0)))
+        low = self.__dict__.get("lstm_autocast")
+        if low is None:
+            out, (h1, c1) = self.lstm(x, (h.unsqueeze(0), c.unsqueeze(0)))
+        else:  # mixed precision (training only): the LSTM's matrix products in ``low``, everything after in x's dtype
+            with torch.autocast(x.device.type, dtype=low):
+                out, (h1, c1) = self.lstm(x, (h.unsqueeze(0), c.unsqueeze(0)))
+            out, h1, c1 = out.to(x.dtype), h1.to(x.dtype), c1.to(x.dtype)
         raw = torch.sigmoid(self.lstm_head(out)).reshape(t_len, n, len(self.dynamic), self.nmul)
         params = {name: descale(raw[:, :, i, :], name) for i, name in enumerate(self.dynamic)}
         return params, h1[0], c1[0]
@@ -185,6 +192,23 @@ class NeuralParameters(nn.Module):
         values = w.lo + raw * w.span  # descale, every dynamic parameter in one go
         params = {name: values[:, i, :] for i, name in enumerate(self.dynamic)}
         return params, h1, c1
+
+
+@contextmanager
+def lstm_precision(provider: nn.Module, dtype: torch.dtype | None):
+    """Run the provider's LSTM under ``torch.autocast(dtype)`` inside the block (``None``: unchanged).
+
+    For training only: bfloat16 matrix products (AMX/AVX-512-BF16 on recent x86 CPUs, tensor cores on GPUs) with
+    float32 weights, optimiser state, head, physics and outputs.  Outside the block the model is float32 again, so
+    validation, checkpoints and every inference path are unaffected."""
+    if dtype is None or not getattr(provider, "dynamic", ()):
+        yield
+        return
+    provider.__dict__["lstm_autocast"] = dtype
+    try:
+        yield
+    finally:
+        provider.__dict__.pop("lstm_autocast", None)
 
 
 class FixedParameters(nn.Module):
