@@ -109,3 +109,52 @@ def test_the_kernel_sources_ship_as_files():
     assert f"#define HBV_ABI_VERSION {fast._ABI_VERSION}" in header
     assert f"#define HBV_NP {len(fast.KERNEL_PARAMS)}" in header and f"#define HBV_NO {len(fast.FAST_OUTPUTS)}" in header
     assert os.path.getsize(fast.CSRC / "hbv_kernel.cpp") > 10_000
+
+
+def test_a_bad_vector_width_setting_is_named(fresh_loader, monkeypatch):
+    monkeypatch.setenv("BMI_DHYDRO_VECTOR_WIDTH", "1024")
+    with pytest.raises(RuntimeError, match=r"BMI_DHYDRO_VECTOR_WIDTH: expected auto, 256 or 512, got '1024'"):
+        fast.vector_width()
+
+
+def test_the_512_bit_request_reaches_the_compiler_only_in_the_native_build(fresh_loader, monkeypatch, tmp_path):
+    log = tmp_path / "calls.txt"
+    monkeypatch.setenv("CXX", fake_compiler(tmp_path, log))
+    monkeypatch.setenv("BMI_DHYDRO_VECTOR_WIDTH", "512")
+    state, forc, params = problem(torch.float32)
+    fast.hbv_unroll(state, forc, params, {}, False, outputs=("q",), engine="auto")
+    native, portable = log.read_text().splitlines()
+    assert "-mprefer-vector-width=512" in native.split() and "-mprefer-vector-width=512" not in portable.split()
+
+
+def test_256_and_512_bit_builds_give_identical_outputs_and_gradients(fresh_loader, monkeypatch, tmp_path):
+    """-mprefer-vector-width changes only how many lanes a loop uses, never the arithmetic (-ffp-contract=off):
+    both builds, each in its own cache, must agree bit for bit, forward and backward, float32 and float64."""
+    if not fast.kernel_available()[0]:
+        pytest.skip("needs the fused kernel (a C++ compiler and make)")
+    g = torch.Generator().manual_seed(11)
+    n, nmul, t_len = 37, 16, 40  # 592 lanes: full 16-wide vectors and a remainder
+    results = {}
+    for width in ("256", "512"):
+        monkeypatch.setattr(fast, "_kernel", None)
+        monkeypatch.setattr(fast, "_kernel_error", None)
+        monkeypatch.setenv("BMI_DHYDRO_VECTOR_WIDTH", width)
+        monkeypatch.setenv("BMI_DHYDRO_CACHE", str(tmp_path / f"cache{width}"))
+        lib = fast.load_kernel()
+        assert lib.vector_width == width and f"cache{width}" in lib.path
+        for dtype in (torch.float32, torch.float64):
+            g.manual_seed(11)
+            params = {}
+            for k in physics.VARIANT_PARAMS["hbv1.0"]:
+                lo, hi = physics.PARAM_BOUNDS[k]
+                params[k] = (lo + (hi - lo) * torch.rand(n, nmul, generator=g, dtype=dtype)).requires_grad_()
+            forc = torch.stack([torch.rand(t_len, n, generator=g, dtype=dtype) * 20,
+                                torch.randn(t_len, n, generator=g, dtype=dtype) * 6,
+                                torch.rand(t_len, n, generator=g, dtype=dtype) * 4], -1)
+            state = physics.initial_state(n, nmul, dtype=dtype)
+            _, out = fast.hbv_unroll(state, forc, params, {}, False, outputs=("q",), engine="fast")
+            out["q"].pow(2).sum().backward()
+            results[(width, dtype)] = [out["q"].detach()] + [params[k].grad for k in sorted(params)]
+    for dtype in (torch.float32, torch.float64):
+        for a, b in zip(results[("256", dtype)], results[("512", dtype)]):
+            assert torch.equal(a, b), (dtype, float((a - b).abs().max()))

@@ -172,9 +172,24 @@ def _make() -> str | None:
     return shutil.which(os.environ.get("MAKE") or "make")
 
 
-def _compile(make: str, cxx: str, out: Path, native: bool, csrc: Path = CSRC) -> subprocess.CompletedProcess:
-    """``make -C csrc CXX=... OUT=...`` (the flags are the Makefile's; ``HBV_ARCH=`` drops ``-march=native``)."""
-    cmd = [make, "-C", str(csrc), f"CXX={cxx}", f"OUT={out}"] + ([] if native else ["HBV_ARCH="])
+def vector_width() -> str:
+    """The kernel's vector width: ``BMI_DHYDRO_VECTOR_WIDTH`` (``auto``, ``256`` or ``512``); ``auto`` is 512 on CPUs
+    with AVX-512 (+22 to +35 % there, bit-identical outputs: bench/results/vector_width.md), else the compiler's
+    default for ``-march=native`` (reported as 256)."""
+    env = os.environ.get("BMI_DHYDRO_VECTOR_WIDTH", "auto").strip().lower() or "auto"
+    if env not in ("auto", "256", "512"):
+        raise RuntimeError(f"BMI_DHYDRO_VECTOR_WIDTH: expected auto, 256 or 512, got {env!r}")
+    if env != "auto":
+        return env
+    return "512" if "avx512f" in _cpu_signature().split() else "256"
+
+
+def _compile(make: str, cxx: str, out: Path, native: bool, csrc: Path = CSRC, width: str = "256") -> subprocess.CompletedProcess:
+    """``make -C csrc CXX=... OUT=...`` (the flags are the Makefile's; ``HBV_ARCH=`` drops ``-march=native``; width
+    512 adds ``HBV_VECWIDTH=-mprefer-vector-width=512`` to a native build)."""
+    cmd = [make, "-C", str(csrc), f"CXX={cxx}", f"OUT={out}"] + ([] if native else ["HBV_ARCH=", "HBV_VECWIDTH="])
+    if native and width == "512":
+        cmd.append("HBV_VECWIDTH=-mprefer-vector-width=512")
     # a parent make's flags (e.g. -n, -e, variable overrides) must not change this build
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEFILES", "GNUMAKEFLAGS")}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
@@ -194,7 +209,8 @@ def _build() -> ctypes.CDLL:
         sources = [(CSRC / name).read_bytes() for name in BUILD_FILES]
     except OSError as exc:
         raise RuntimeError(f"the kernel sources are missing ({exc})") from exc
-    key = hashlib.sha256(b"\0".join([*sources, *(s.encode() for s in (cxx, version, _cpu_signature(), sys.platform))]))
+    width = vector_width()
+    key = hashlib.sha256(b"\0".join([*sources, *(s.encode() for s in (cxx, version, _cpu_signature(), sys.platform, width))]))
     key = key.hexdigest()[:20]
     suffix = ".dll" if sys.platform == "win32" else ".so"
     cache = _cache_dir()
@@ -213,7 +229,7 @@ def _build() -> ctypes.CDLL:
                 folder.mkdir(parents=True, exist_ok=True)
                 with tempfile.TemporaryDirectory(dir=folder) as tmp:
                     tmp_lib = Path(tmp) / lib_path.name
-                    res = _compile(make, cxx, tmp_lib, native=True)
+                    res = _compile(make, cxx, tmp_lib, native=True, width=width)
                     if res.returncode != 0:
                         res = _compile(make, cxx, tmp_lib, native=False)
                     if res.returncode != 0:
@@ -241,6 +257,7 @@ def _build() -> ctypes.CDLL:
             raise RuntimeError(f"kernel {lib_path}: HBV_SM_FLOOR {lib.hbv_sm_floor()!r} in hbv_kernel.h differs from "
                                f"bmi_dhydro.physics.hbv.SM_FLOOR {SM_FLOOR!r}")
         lib.path = str(lib_path)
+        lib.vector_width = width
         return lib
     raise RuntimeError(last_error or "no writable cache folder for the kernel")
 
