@@ -92,6 +92,10 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         self._area_m2 = units.area_km2 * 1e6
         self.model = model
         self.stepper = Stepper(model, attrs, units.lat, cfg.time.time_step, cfg.time.start.replace(tzinfo=None), dtype=dtype)
+        # no NaN leaves the model: the stepper checks a model step's outputs before it commits the step, so a
+        # non-finite output raises and leaves the state (and the output buffers) as they were before the update
+        self.stepper.output_check = lambda values: check_outputs(values, self.units.ids,
+                                                                 f"update at time {self.get_current_time():g} s")
         self._declare_variables(cfg, model)
         self._allocate()
         if cfg.warmup.mode == "restart":
@@ -144,9 +148,6 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         p, t, sw, pres, tmax, tmin = self._checked_inputs()
         s = self.stepper
         completed = s.step(p, t, sw, pres, self._buf[PET] if self._pet_live else None, tmax, tmin)
-        if completed:  # no NaN leaves the model (the outputs are copied from these)
-            check_outputs({"runoff": s.last["runoff"], "et": s.last["et"], "storage": s.model_storage}, self.units.ids,
-                          f"update at time {self.get_current_time():g} s")
         self._refresh_outputs(model_step=completed)
 
     def update_until(self, time: float) -> None:

@@ -23,6 +23,7 @@ from .checkpoint import load_checkpoint
 from .datasets import open_camels
 from .metrics import skill_table
 from .train import simulate
+from .safe_io import atomic_write_text, save_figure
 
 KEYS = ("nse", "kge", "pbias", "fhv", "flv")
 
@@ -80,7 +81,7 @@ def evaluate_checkpoint(checkpoint=None, data=None, basins=None, period=("1995-1
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "metrics.csv", rows)
     summary = summary_markdown(rows, period, checkpoint, product)
-    (out / "summary.md").write_text(summary)
+    atomic_write_text(out / "summary.md", summary, "summary")
     nse_cdf_png(out / "nse_cdf.png", rows)
     if progress:
         print(summary)
@@ -141,5 +142,5 @@ def nse_cdf_png(path, rows) -> None:
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

@@ -63,4 +63,16 @@ def atomic_write(path, write, what: str = "file") -> Path:
     return p
 
 
-__all__ = ["partial_path", "check_target", "atomic_write", "STATUS_ATTR", "COMPLETE", "OVERWRITE_HINT"]
+def atomic_write_text(path, text: str, what: str = "file") -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), what)
+
+
+def save_figure(fig, path, what: str = "plot", **kwargs) -> Path:
+    """``fig.savefig(path, **kwargs)`` atomically (the format from ``path``'s suffix): a failure part-way never leaves
+    a truncated image in place of an earlier one."""
+    fmt = kwargs.pop("format", None) or Path(path).suffix.lstrip(".") or None
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, **kwargs), what)
+
+
+__all__ = ["partial_path", "check_target", "atomic_write", "atomic_write_text", "save_figure", "STATUS_ATTR", "COMPLETE", "OVERWRITE_HINT"]

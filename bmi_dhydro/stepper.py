@@ -67,6 +67,9 @@ class Stepper:
         self._np_dtype = np.float64 if dtype == torch.float64 else np.float32
         self._daylength: dict[float, np.ndarray] = {}  # day of year -> day length at the units (Hamon, tiny problems)
         self.prep: Prepared = model.prepare(self._attrs) if not model.is_fixed else None
+        # called with {"runoff", "et", "storage"} (numpy, per unit) before a model step is committed; raising there
+        # leaves the state as it was (the BMI checks that no non-finite value leaves the model)
+        self.output_check = None
         self._use_model(model)
         self.reset_state()
 
@@ -257,22 +260,30 @@ class Stepper:
         forcing[:, 0] = self.acc_p
         forcing[:, 1] = tmean
         forcing[:, 2] = pet
+        # the step is computed into new objects (the physics is pure) and committed only after the output check:
+        # a non-finite output leaves the state as it was before the step
         if self.use_numpy:  # a tiny problem: numpy, on views of the state (see the module docstring)
-            state, out = self.model.advance_numpy(self._numpy_state(), forcing, self._prepared_numpy())
-            self._state, self._state_np = None, state
+            new_state, out = self.model.advance_numpy(self._numpy_state(), forcing, self._prepared_numpy())
         else:
             with torch.no_grad():
-                self.state, out = self.model.advance(self.state, torch.from_numpy(forcing), self._prepared())
+                new_state, out = self.model.advance(self.state, torch.from_numpy(forcing), self._prepared())
             out = {k: v.numpy() for k, v in out.items()}
-        if self.tape is not None:  # gradient window: keep what the model saw (see bmi_dhydro.gradients)
-            self.tape.append(torch.from_numpy(forcing.copy()))
-        self.last_forcing = forcing
-        self.last_out = out
         f64 = np.float64
         runoff = np.asarray(out["runoff"], dtype=f64)
         et = np.asarray(out["et"], dtype=f64)
         leak = np.asarray(out["leak"], dtype=f64)
-        self.model_storage = np.array(out["storage"], dtype=f64)
+        storage = np.array(out["storage"], dtype=f64)
+        if self.output_check is not None:
+            self.output_check({"runoff": runoff, "et": et, "storage": storage})
+        if self.use_numpy:
+            self._state, self._state_np = None, new_state
+        else:
+            self.state = new_state
+        if self.tape is not None:  # gradient window: keep what the model saw (see bmi_dhydro.gradients)
+            self.tape.append(torch.from_numpy(forcing.copy()))
+        self.last_forcing = forcing
+        self.last_out = out
+        self.model_storage = storage
         if self.use_numpy:  # the means advance_numpy computed are refresh_store_means' numbers
             self.store_means = {k: np.asarray(out[k], dtype=f64) for k in physics.STATE_NAMES}
         else:  # (the torch engine's means may differ in the last bit from the ones a restore recomputes)

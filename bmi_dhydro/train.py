@@ -45,6 +45,7 @@ from .datasets import ATTRIBUTE_UNITS, DEFAULT_ATTRIBUTES, attribute_tensor, mod
 from .metrics import format_table, skill_table
 from .model import DeltaModel, ModelConfig
 from .nn import lstm_precision
+from .safe_io import atomic_write, save_figure
 
 
 class _Strict(BaseModel):
@@ -186,7 +187,7 @@ def hydrograph_png(path, times, sim, obs, title: str) -> None:
     ax.set_title(title)
     ax.legend(loc="upper right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -492,11 +493,15 @@ def _loss(sim, obs, q_std, kind):
 
 
 def write_metrics_csv(path, rows):
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["basin", "nse", "kge", "pbias", "n_obs"])
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else v) for k, v in r.items()})
+    """Per-basin skill as CSV, written atomically (an earlier file stays whole if this fails)."""
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["basin", "nse", "kge", "pbias", "n_obs"])
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: (f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else v) for k, v in r.items()})
+
+    atomic_write(path, write, "metrics file")
 
 
 def write_history_csv(path, history):
@@ -527,5 +532,5 @@ def loss_curve_png(path, history):
     ax2.set_ylabel("median NSE")
     fig.legend(loc="upper center", ncol=2, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

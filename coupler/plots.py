@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bmi_dhydro.cf import select
+from bmi_dhydro.safe_io import save_figure
 
 
 def plot_outputs(nc_path, variables) -> list[Path]:
@@ -27,7 +28,7 @@ def plot_outputs(nc_path, variables) -> list[Path]:
                 ax.legend(fontsize=6, ncol=4)
             fig.tight_layout()
             p = Path(nc_path).with_name(Path(nc_path).stem + f"_{v.split('__')[-1]}.png")
-            fig.savefig(p, dpi=100)
+            save_figure(fig, p, dpi=100)
             plt.close(fig)
             pngs.append(p)
     return pngs

@@ -44,6 +44,7 @@ from bmi_dhydro.metrics import nse
 from bmi_dhydro.model import ModelState
 
 from .record import STATE_KEYS
+from bmi_dhydro.safe_io import save_figure
 
 
 def load_record(path) -> dict:
@@ -357,7 +358,7 @@ def write_correction(nc_path, c: np.ndarray, src: dict, checkpoint: str):
     ax.set_title(f"learned forcing correction\n{src['variable']}", fontsize=9)
     fig.tight_layout()
     png = nc_path.with_suffix(".png")
-    fig.savefig(png, dpi=110)
+    save_figure(fig, png, dpi=110)
     plt.close(fig)
     return png
 
@@ -374,7 +375,7 @@ def loss_png(path, history) -> None:
     ax.set_ylabel("NSE* loss")
     ax.set_title("retraining loss")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

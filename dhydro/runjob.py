@@ -20,6 +20,7 @@ from bmi_dhydro.metrics import format_table, skill_table
 from bmi_dhydro.cf import select, variable_attrs
 from bmi_dhydro.output import timeseries_dataset, write_netcdf
 from bmi_dhydro.train import hydrograph_png, write_metrics_csv
+from bmi_dhydro.safe_io import save_figure
 
 DEFAULT_PERIOD = ("1995-10-01", "2010-09-30")
 #: the daily temperature range reaches models that use it (Hargreaves PET)
@@ -145,7 +146,7 @@ def _grid_png(path, times, sim, obs, names, rows):
     axes.flat[0].legend(fontsize=7, loc="upper right")
     fig.supylabel("streamflow (mm d$^{-1}$)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 

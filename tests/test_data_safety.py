@@ -444,9 +444,19 @@ def test_non_finite_outputs_never_leave_the_model(tmp_path, monkeypatch):
 
     monkeypatch.setattr(b.model, "advance_numpy", poisoned)
     monkeypatch.setattr(b.model, "advance", lambda *a, **k: (_ for _ in ()).throw(AssertionError("numpy path expected")))
+    t_before, state_before = b.get_current_time(), b.stepper.state_arrays()
     with pytest.raises(NonFiniteOutputError, match="output runoff is nan"):
         feed(b)
     np.testing.assert_array_equal(b.get_value_ptr(RUNOFF_DEPTH), before)  # the NaN never reached the buffer
+    # ... and the failed update was rolled back: clock, stores, accumulators and mass accounting as before it
+    assert b.get_current_time() == t_before
+    state_after = b.stepper.state_arrays()
+    assert state_after.keys() == state_before.keys()
+    for k in state_before:
+        np.testing.assert_array_equal(np.asarray(state_after[k]), np.asarray(state_before[k]), err_msg=k)
+    monkeypatch.undo()  # the fault is gone: the run goes on from where it was
+    feed(b)
+    assert np.isfinite(b.get_value_ptr(RUNOFF_DEPTH)).all() and b.get_current_time() > t_before
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -622,3 +632,44 @@ def test_a_foreign_forcing_file_is_named_in_the_error(tmp_path):
     (tmp_path / "junk.nc").write_text("not netcdf at all")
     with pytest.raises(ValueError, match="junk.nc: cannot be read as ngen per-catchment NetCDF forcing"):
         read_aorc_netcdf(tmp_path / "junk.nc")
+
+
+def test_metrics_and_plots_are_written_atomically(tmp_path):
+    """A metrics table or a plot whose writing fails part-way leaves the earlier file byte-identical and no
+    temporary file behind (the default job, `dhydro evaluate`, training and the coupler use these writers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bmi_dhydro.safe_io import save_figure
+    from bmi_dhydro.train import write_metrics_csv
+
+    csv_path = tmp_path / "metrics.csv"
+    write_metrics_csv(csv_path, [{"basin": "01013500", "nse": 0.7, "kge": 0.6, "pbias": 1.0, "n_obs": 10}])
+    before = csv_path.read_bytes()
+    rows = [{"basin": "01013500", "nse": 0.1, "kge": 0.1, "pbias": 0.0, "n_obs": 1}, {"basin": "x", "bogus": 1}]
+    with pytest.raises(ValueError, match="bogus"):  # DictWriter refuses the second row after the first was written
+        write_metrics_csv(csv_path, rows)
+    assert csv_path.read_bytes() == before
+
+    png = tmp_path / "hydrographs.png"
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    save_figure(fig, png, dpi=50)
+    before = png.read_bytes()
+    assert before[:8] == b"\x89PNG\r\n\x1a\n"
+    real = fig.savefig
+
+    def half_then_fail(path, **kw):
+        real(path, **kw)
+        with open(path, "r+b") as f:
+            f.truncate(100)
+        raise OSError("disk full")
+
+    fig.savefig = half_then_fail
+    with pytest.raises(OSError, match="disk full"):
+        save_figure(fig, png, dpi=50)
+    plt.close(fig)
+    assert png.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hydrographs.png", "metrics.csv"]
