@@ -19,6 +19,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .bmi_vars import PET, SER_CREATE, SER_FREE, SER_SIZE, SER_STATE, check_state_arrays
 from .forcing import ForcingTimeError, check_time_axis, read_forcing_for_units
@@ -251,13 +252,25 @@ def spinup(bmi, path) -> None:
             raise ForcingTimeError(f"warmup.forcing_file {path}: records every {step:g} s ({step / 3600:g} h), but this "
                                    f"configuration steps every {dt:g} s (time.time_step {dt:g}); the spin-up forcing "
                                    "must have the framework step")
-    for t in range(len(times)):
-        for name in bmi._inputs:
-            if name in data:
-                bmi._buf[name][:] = data[name][t]
-        p, t_, sw, pres, tmax, tmin = bmi._checked_inputs()
-        bmi.stepper.step(p, t_, sw, pres, bmi._buf[PET], tmax, tmin)
     s = bmi.stepper
+    if len(times) < s.k or len(times) % s.k:
+        model_step = s.k * dt
+        raise ForcingTimeError(f"warmup.forcing_file {path}: {len(times)} records of {dt:g} s do not make whole model "
+                               f"steps of {model_step:g} s ({s.k} records each); expected a multiple of {s.k} records "
+                               f"(at least {s.k}), so that no partial step is dropped")
+    # the spin-up runs on its own records' clock: the day of year of the PET (Hamon, Hargreaves) follows the spin-up
+    # forcing, whatever period it is (the year before the run, or the run's first year cycled)
+    run_start = s.start
+    s.start = pd.Timestamp(times[0]).to_pydatetime().replace(tzinfo=None)
+    try:
+        for t in range(len(times)):
+            for name in bmi._inputs:
+                if name in data:
+                    bmi._buf[name][:] = data[name][t]
+            p, t_, sw, pres, tmax, tmin = bmi._checked_inputs()
+            s.step(p, t_, sw, pres, bmi._buf[PET], tmax, tmin)
+    finally:
+        s.start = run_start
     keep = s.state_arrays()
     s.reset_state()
     fresh = s.state_arrays()
