@@ -6,7 +6,8 @@ Per coupler step [t, t + dt) (:meth:`Coupler.step`):
    interval and advanced; ``time: mean`` averages those samples, ``time: hold`` keeps the latest (a source
    with a longer step than the coupler is held);
 2. components that receive inputs run in dependency order: their connections are regridded (ESMF-format
-   weights, rows ordered as the destination's units, :class:`RegridLink`), unit-converted (pint) and
+   weights, rows ordered as the destination's units, :class:`RegridLink`), unit-converted
+   (:mod:`coupler.unitconv`; mass <-> volume only where a connection sets ``water_density``) and
    ``set_value``-d, constants are set, and the component is advanced with ``update_until(t + dt)``.
 
 The drivers (:mod:`coupler.serial`, :mod:`coupler.mpirun`) own the time loop around it and the output
@@ -189,7 +190,9 @@ class Coupler:
             elif n_src != n_dst:
                 raise ValueError(f"connections[{i}]: {conn.source} has {n_src} values and {conn.destination} {n_dst}; "
                                  "give weights or a method to regrid")
-            conv = converter(conn.units or src.get_var_units(sv), dst.get_var_units(dv))
+            conv = converter(conn.units or src.get_var_units(sv), dst.get_var_units(dv),
+                             water_density=conn.water_density, what=f"connections[{i}] {conn.source} -> {conn.destination}",
+                             where=f"connections[{i}]")
             self.links.append((conn, sc, sv, dc, dv, regrid, conv))
             if self.unit_subset and isinstance(regrid, RegridLink) and hasattr(src, "set_read_window"):
                 # this rank holds some units only: read just the box of source cells its weight rows touch
@@ -199,13 +202,15 @@ class Coupler:
                     iy, ix = np.divmod(regrid.used, shape[1])
                     src.set_read_window(sv, (int(iy.min()), int(iy.max()) + 1), (int(ix.min()), int(ix.max()) + 1))
         self.constants = []
-        for c in spec.constants:
+        for j, c in enumerate(spec.constants):
             dc, dv = split_ref(c.destination)
             dst = self.components[dc]
             if dv not in dst.get_input_var_names():
                 raise ValueError(f"constants: {dc} has no input {dv!r}; inputs: {list(dst.get_input_var_names())}")
             n = dst.get_var_nbytes(dv) // dst.get_var_itemsize(dv)
-            self.constants.append((dc, dv, np.full(n, float(converter(c.units, dst.get_var_units(dv))(c.value)))))
+            conv = converter(c.units, dst.get_var_units(dv), water_density=c.water_density,
+                             what=f"constants[{j}] {c.destination}", where=f"constants[{j}]")
+            self.constants.append((dc, dv, np.full(n, float(conv(c.value)))))
         # align source clocks with the period start when they know their own origin
         for n in self.sources:
             comp = self.components[n]

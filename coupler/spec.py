@@ -14,6 +14,8 @@
         source_grid: data/grid.nc
         destination_polygons: data/divides.parquet
         time: mean                            # mean over source steps in a coupler step, or hold
+        # units: kg m-2 s-1                   # override the source's units (UDUNITS-2)
+        # water_density: true                 # only to convert a water mass flux to a depth rate (1000 kg m-3)
     constants:
       - {destination: hydro.land_surface_air__temperature, value: 283.15, units: K}
     outputs: {path: out/coupled.nc, component: hydro, variables: [land_surface_water__runoff_volume_flux]}
@@ -75,7 +77,10 @@ class ConnectionSpec(_Strict):
     norm_type: Literal["dstarea", "fracarea"] = "dstarea"
     save_weights: str | None = None
     unmapped: Literal["error", "nan"] = "error"
-    units: str | None = None  # override the source's units
+    units: str | None = None  # override the source's units (UDUNITS-2, parsed by cf_xarray)
+    # allow a water mass <-> volume conversion (kg m-2 s-1 -> mm s-1: divide by 1000 kg m-3); without it units of
+    # different dimensions are an error
+    water_density: bool = False
     time: Literal["mean", "hold"] = "mean"
     beyond_data: Literal["error", "hold"] = "error"  # past the source's end time: fail, or persist its last value
 
@@ -98,6 +103,7 @@ class ConstantSpec(_Strict):
     destination: str
     value: float
     units: str
+    water_density: bool = False  # as on a connection: allow kg m-2 s-1 <-> mm s-1 with 1000 kg m-3
 
     @field_validator("destination")
     @classmethod

@@ -32,10 +32,92 @@ def short_spec(tmp_path, hydro="hydro_dhbv.yaml", hours=72, extra=None):
 
 def test_unit_conversion():
     np.testing.assert_allclose(convert([2.0], "mm h-1", "mm s-1"), [2.0 / 3600])
-    np.testing.assert_allclose(convert([1.0], "kg m-2 s-1", "mm s-1"), [1.0])  # water: 1 kg m-2 == 1 mm
+    np.testing.assert_allclose(convert([1.0], "kg m-2 s-1", "mm s-1", water_density=True), [1.0])  # 1 kg m-2 == 1 mm
     np.testing.assert_allclose(convert([0.0], "degC", "K"), [273.15])
     with pytest.raises(ValueError, match="cannot convert 'K' to 'm'"):
         convert([1.0], "K", "m")
+
+
+def test_udunits_strings_parse_through_cf_xarray():
+    """One parser for the project: cf_xarray's UDUNITS-2 registry (no hand-written grammar)."""
+    import cf_xarray.units
+    import pint
+
+    from coupler.unitconv import _registry, parse_units
+
+    assert _registry() is cf_xarray.units.units
+    ureg = cf_xarray.units.units
+    for text, pint_text in [("m3 s-1", "m**3/s"), ("kg m-2 s-1", "kg/m**2/s"), ("W m-2", "W/m**2"), ("mm s-1", "mm/s"),
+                            ("mm h-1", "mm/hour"), ("mm d-1", "mm/day"), ("K", "kelvin"), ("degC", "degree_Celsius"),
+                            ("Pa", "pascal"), ("%", "percent"), ("1", "dimensionless"), ("kg kg-1", "dimensionless")]:
+        u = parse_units(text)
+        assert isinstance(u, pint.Unit) and u == ureg.Unit(pint_text), text
+    for alias in ("none", "-", ""):  # BMI spellings of "no units"
+        assert parse_units(alias) == ureg.dimensionless
+    np.testing.assert_allclose(convert([1.0, 3.6], "m3 s-1", "m3 h-1"), [3600.0, 12960.0])
+    np.testing.assert_allclose(convert([7.2], "mm h-1", "mm s-1"), [0.002], rtol=1e-15)
+    np.testing.assert_allclose(convert([20.0, -5.0], "degC", "K"), [293.15, 268.15], rtol=1e-15)  # offset, not scale
+    np.testing.assert_allclose(convert([300.0], "K", "degC"), [26.85], rtol=1e-12)
+    np.testing.assert_allclose(convert([50.0], "%", "1"), [0.5])
+    np.testing.assert_allclose(convert([86.4], "kW m-2", "W m-2"), [86400.0])
+
+
+def test_unparseable_units_are_named():
+    from coupler.unitconv import UnitError, parse_units
+
+    with pytest.raises(UnitError, match=r"forcing\.P: cannot parse units 'mm per fortnight-ish'"):
+        convert([1.0], "mm per fortnight-ish", "mm s-1", what="forcing.P")
+    with pytest.raises(UnitError, match=r"cannot parse units 'bogons m-2'"):
+        parse_units("bogons m-2")
+
+
+def test_mass_to_depth_needs_the_water_density_opt_in():
+    """kg m-2 s-1 -> mm s-1 is a mass -> volume conversion: an error naming the variable, both units and the key
+    unless the caller opts in, then a division by 1000 kg m-3.  (The old converter fell back to the water density
+    silently whenever the dimensions differed, so the first call below returned [1.0].)"""
+    from coupler.unitconv import WATER_DENSITY_KEY, UnitError, converter
+
+    assert WATER_DENSITY_KEY == "water_density"
+    with pytest.raises(UnitError, match=r"connections\[0\] forcing\.P -> hydro\.P: cannot convert 'kg m-2 s-1' to "
+                                        r"'mm s-1'.*set 'water_density: true' on connections\[0\]"):
+        convert([1.0], "kg m-2 s-1", "mm s-1", what="connections[0] forcing.P -> hydro.P", where="connections[0]")
+    for src, dst in [("kg m-2", "mm"), ("mm s-1", "kg m-2 s-1"), ("kg s-1", "m3 s-1")]:
+        with pytest.raises(UnitError, match="water_density: true"):
+            converter(src, dst)
+    # with the opt-in: divide (mass -> volume) or multiply (volume -> mass) by 1000 kg m-3
+    np.testing.assert_allclose(convert([2.5e-4], "kg m-2 s-1", "mm h-1", water_density=True), [0.9], rtol=1e-14)
+    np.testing.assert_allclose(convert([3.0], "kg m-2", "m", water_density=True), [3.0e-3], rtol=1e-15)
+    np.testing.assert_allclose(convert([2.0], "kg s-1", "m3 s-1", water_density=True), [2.0e-3], rtol=1e-15)
+    np.testing.assert_allclose(convert([1.0], "mm d-1", "kg m-2 s-1", water_density=True), [1.0 / 86400], rtol=1e-15)
+    # the opt-in allows the density, nothing else: same-dimension conversions are unchanged, others still fail
+    np.testing.assert_allclose(convert([3.6], "mm h-1", "mm s-1", water_density=True), [1e-3], rtol=1e-15)
+    with pytest.raises(UnitError, match=r"cannot convert 'K' to 'mm s-1' \(incompatible dimensions"):
+        converter("K", "mm s-1", water_density=True)
+    with pytest.raises(UnitError, match=r"incompatible dimensions"):
+        converter("W m-2", "mm s-1", water_density=True)
+
+
+def test_spec_water_density_key_on_connections(tmp_path):
+    """A connection whose source is a water mass flux (here: the override units: kg m-2 s-1) fails to build
+    without water_density: true, and with it feeds the model exactly what the mm s-1 source does."""
+    spec = yaml.safe_load(short_spec(tmp_path, hours=3).read_text())
+    spec["connections"][0]["units"] = "kg m-2 s-1"
+    (tmp_path / "mass.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match=r"connections\[0\].*cannot convert 'kg m-2 s-1' to 'mm s-1'.*"
+                                         r"set 'water_density: true' on connections\[0\]"):
+        run_coupling(tmp_path / "mass.yaml", progress=False)
+    spec["connections"][0]["water_density"] = True
+    spec["outputs"]["path"] = str(tmp_path / "mass.nc")
+    (tmp_path / "mass.yaml").write_text(yaml.safe_dump(spec))
+    run_coupling(tmp_path / "mass.yaml", progress=False)
+    run_coupling(short_spec(tmp_path, hours=3), progress=False)
+    with xr.open_dataset(tmp_path / "mass.nc") as a, xr.open_dataset(tmp_path / "out.nc") as b:
+        np.testing.assert_allclose(a["land_surface_water__runoff_depth"].values,
+                                   b["land_surface_water__runoff_depth"].values, rtol=1e-12)
+    spec["connections"][0]["water_density"] = "maybe"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match="water_density"):
+        load_spec(tmp_path / "bad.yaml")
 
 
 def test_coupled_run_matches_driving_the_bmi_by_hand(tmp_path):

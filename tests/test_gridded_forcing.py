@@ -103,7 +103,8 @@ def test_time_series_streaming(curvilinear_nc, tmp_path):
     path, t2d, rain = curvilinear_nc
     bmi = make_bmi(tmp_path, {"path": str(path),
                               "variables": {"air__temperature": {"source": "T2D", "units": "degC"},
-                                            "precipitation_rate": {"source": "RAINRATE", "units": "mm h-1"}}})
+                                            "precipitation_rate": {"source": "RAINRATE", "units": "mm h-1",
+                                                                   "water_density": True}}})
     g = bmi.get_var_grid("air__temperature")
     assert bmi.get_grid_type(g) == "structured_quadrilateral"
     assert bmi.get_var_grid("precipitation_rate") == g
@@ -115,7 +116,7 @@ def test_time_series_streaming(curvilinear_nc, tmp_path):
         assert bmi.get_current_time() == k * 3600.0
         np.testing.assert_allclose(ptr, t2d[k].ravel() - 273.15, rtol=1e-12, equal_nan=True)  # same buffer
         got = bmi.get_value("precipitation_rate", np.empty(42))
-        np.testing.assert_allclose(got, rain[k].ravel() * 3600.0, rtol=1e-12)  # kg m-2 s-1 == mm s-1
+        np.testing.assert_allclose(got, rain[k].ravel() * 3600.0, rtol=1e-12)  # kg m-2 s-1 / 1000 kg m-3 == mm s-1
         # never loads the file: the variables stay lazily indexed
         assert not bmi._ds["T2D"].variable._in_memory
     assert np.isnan(ptr).sum() == 0  # record 23; record 3 had the missing value
@@ -188,7 +189,13 @@ def test_config_errors(curvilinear_nc, tmp_path):
     fails({**good, "variables": {}}, "at least one variable")
     fails({**good, "path": "missing.nc"}, "does not exist")
     fails({**good, "variables": {"T": "TEMP"}}, r"'TEMP' is not in")
-    fails({**good, "variables": {"T": {"source": "T2D", "units": "m s-1"}}}, r"cannot convert file units 'K' to 'm s-1'")
+    fails({**good, "variables": {"T": {"source": "T2D", "units": "m s-1"}}},
+          r"variables.T: cannot convert 'K' to 'm s-1' \(incompatible dimensions")
+    fails({**good, "variables": {"T": {"source": "T2D", "units": "K s-1 wibble-3"}}}, r"cannot parse units 'K s-1 wibble-3'")
+    fails({**good, "variables": {"T": {"source": "T2D", "units": "K", "density": True}}}, r"density: Extra inputs")
+    # a water mass flux is served as a depth rate only with the opt-in
+    fails({**good, "variables": {"P": {"source": "RAINRATE", "units": "mm h-1"}}},
+          r"variables.P: cannot convert 'kg m-2 s-1' to 'mm h-1'.*set 'water_density: true' on variables.P")
     fails({**good, "time": {"start": "2016-01-01T00:00:00"}}, "select no record")
     fails({**good, "time": {"end": "2015-12-01T00:00:00"}}, "step_seconds is required")
     fails({**good, "time": {"step_seconds": 60}}, "disagrees with the file's step")

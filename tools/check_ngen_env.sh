@@ -36,7 +36,7 @@ import numpy as np
 
 # every compiled dependency must import against numpy 1.x (pyarrow 26, for one, refuses at import)
 for mod in ("torch", "pandas", "pyarrow", "pyarrow.parquet", "scipy.sparse", "xarray", "netCDF4", "shapely",
-            "pyproj", "pyogrio", "matplotlib.pyplot", "pint", "bmipy"):
+            "pyproj", "pyogrio", "matplotlib.pyplot", "pint", "cf_xarray.units", "bmipy"):
     importlib.import_module(mod)
 
 from bmi_dhydro import BmiDeltaModel

@@ -11,8 +11,10 @@ Configuration (YAML; unknown keys are errors; relative paths are relative to the
     variables:                               # BMI output name -> file variable
       atmosphere_water__precipitation_rate:  #   (long form)
         source: RAINRATE
-        units: mm h-1                        #   output units; converted from the file's with pint
-                                             #   (kg m-2 s-1 <-> mm s-1 with water density 1000 kg m-3)
+        units: mm h-1                        #   output units (UDUNITS-2, parsed by cf_xarray);
+                                             #   converted from the file's
+        water_density: true                  #   only if the file holds a water mass flux (kg m-2 s-1)
+                                             #   served as a depth rate: divide by 1000 kg m-3
       land_surface_air__temperature: T2D     #   (short form: file units are kept)
     time:                                    # all optional
       variable: time                         #   name of the time coordinate
@@ -40,7 +42,6 @@ Non-BMI helpers for couplers: :meth:`get_grid_crs` (WKT), :meth:`get_regrid_grid
 from __future__ import annotations
 
 import datetime as _dt
-import re
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -60,6 +61,8 @@ class VariableSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: str = Field(description="name of the variable in the NetCDF file")
     units: str | None = Field(default=None, description="output units (default: the file's units)")
+    water_density: bool = Field(default=False, description="allow a water mass <-> volume (depth) conversion "
+                                "of the file's units, with the density of liquid water (1000 kg m-3)")
 
 
 class TimeSpec(BaseModel):
@@ -94,65 +97,16 @@ class GriddedForcingConfig(BaseModel):
 
 
 # ----------------------------------------------------------------------------------------------
-# units
+# units: the project's one UDUNITS-2 parser and converter (coupler.unitconv, cf_xarray)
 # ----------------------------------------------------------------------------------------------
-_UREG = None
-
-
-def _ureg() -> Any:
-    global _UREG
-    if _UREG is None:
-        import pint
-
-        ureg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
-        # precipitation: mass flux/amount of liquid water <-> depth rate/depth (rho_w = 1000 kg m-3),
-        # e.g. AORC's APCP in kg m-2 per hour is mm per hour
-        ctx = pint.Context("water")
-        rho = ureg.Quantity(1000.0, "kg / m ** 3")
-        ctx.add_transformation("[mass] / [length] ** 2 / [time]", "[length] / [time]", lambda u, x: x / rho)
-        ctx.add_transformation("[length] / [time]", "[mass] / [length] ** 2 / [time]", lambda u, x: x * rho)
-        ctx.add_transformation("[mass] / [length] ** 2", "[length]", lambda u, x: x / rho)
-        ctx.add_transformation("[length]", "[mass] / [length] ** 2", lambda u, x: x * rho)
-        ureg.add_context(ctx)
-        _UREG = ureg
-    return _UREG
-
-
-_TOKEN = re.compile(r"^([A-Za-z_%]+)(\^?)(-?\d+)$")
-
-
-def _pint_units(text: str) -> Any:
-    """Parse CF/UDUNITS-style unit strings ("mm s-1", "kg m-2 s-1", "W m^-2") with pint."""
-    t = text.strip()
-    if t in ("", "1", "-", "none", "dimensionless"):
-        return _ureg().dimensionless
-    if " " in t and "/" not in t and "*" not in t:
-        parts = []
-        for tok in t.split():
-            m = _TOKEN.match(tok)
-            parts.append(f"{m.group(1)}**{m.group(3)}" if m else tok)
-        t = " * ".join(parts)
-    else:
-        t = re.sub(r"([A-Za-z_]+)\^?(-?\d+)(?![\d.])", r"\1**\2", t) if re.search(r"[A-Za-z]-?\d", t) else t
-    return _ureg().parse_units(t)
-
-
-def _linear_conversion(src: str, dst: str, what: str) -> tuple[float, float]:
+def _linear_conversion(src: str, dst: str, what: str, water_density: bool = False) -> tuple[float, float]:
     """(a, b) with ``value_in_dst = a * value_in_src + b``."""
-    import pint
+    from coupler.unitconv import UnitError, linear_coefficients
 
     try:
-        u_from, u_to = _pint_units(src), _pint_units(dst)
-        q = _ureg().Quantity
-        try:
-            b = q(0.0, u_from).to(u_to).magnitude
-            a = q(1.0, u_from).to(u_to).magnitude - b
-        except pint.DimensionalityError:
-            b = q(0.0, u_from).to(u_to, "water").magnitude
-            a = q(1.0, u_from).to(u_to, "water").magnitude - b
-    except Exception as exc:
-        raise ConfigError(f"{what}: cannot convert file units {src!r} to {dst!r} ({exc})") from None
-    return float(a), float(b)
+        return linear_coefficients(src, dst, water_density=water_density, what=what, where=what)
+    except UnitError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -270,7 +224,7 @@ class GriddedForcingBmi(Bmi):
                 units = spec.units or file_units or "1"
                 a, b = 1.0, 0.0
                 if spec.units and file_units and spec.units.strip() != file_units:
-                    a, b = _linear_conversion(file_units, spec.units, f"variables.{name}")
+                    a, b = _linear_conversion(file_units, spec.units, f"variables.{name}", spec.water_density)
                 self._vars[name] = _VarInfo(name, spec.source, units, ginfo, tdim, a, b)
             self._grids = sorted(grids.values(), key=lambda g: g.id)
             self._setup_time(ds, cfg)
