@@ -73,8 +73,6 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
     def initialize(self, config_file: str) -> None:
         cfg, _ = load_bmi_config(config_file)
         self._cfg = cfg
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
         dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
         units = load_units(cfg.units)
         check_unit_table(units)  # area > 0, |lat| <= 90: before anything uses them (PET, flux)
@@ -94,6 +92,7 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         self.stepper = Stepper(model, attrs, units.lat, cfg.time.time_step, cfg.time.start.replace(tzinfo=None), dtype=dtype)
         # no NaN leaves the model: the stepper checks a model step's outputs before it commits the step, so a
         # non-finite output raises and leaves the state (and the output buffers) as they were before the update
+        self.stepper.threads = cfg.threads  # per instance, around its model steps (never process-wide)
         self.stepper.output_check = lambda values: check_outputs(values, self.units.ids,
                                                                  f"update at time {self.get_current_time():g} s")
         self._declare_variables(cfg, model)

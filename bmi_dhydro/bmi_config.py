@@ -108,6 +108,7 @@ class BmiConfig(_Strict):
     warmup: WarmupSection = Field(default_factory=WarmupSection)
     outputs: list[str] | None = None
     dtype: Literal["float64", "float32"] = "float64"
+    # torch threads of this instance's model steps, set around each step and restored (0: leave torch's setting)
     threads: int = Field(1, ge=0)
     bad_precip: Literal["error", "zero"] = "error"
     # plausibility bound of the precipitation input, mm s-1 (above it: an error naming this key; a unit mix-up)

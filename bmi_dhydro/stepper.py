@@ -29,6 +29,7 @@ always available as torch tensors (views of the numpy arrays, made when asked fo
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -44,6 +45,21 @@ from .model import (
 )
 
 KELVIN = 273.15
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """torch's intra-op thread count set to ``n`` inside the block and restored after it (no-op for None/0 or when
+    already ``n``)."""
+    before = torch.get_num_threads()
+    if not n or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Stepper:
@@ -70,6 +86,9 @@ class Stepper:
         # called with {"runoff", "et", "storage"} (numpy, per unit) before a model step is committed; raising there
         # leaves the state as it was (the BMI checks that no non-finite value leaves the model)
         self.output_check = None
+        # torch threads for this instance's model steps (None or 0: torch's process-wide setting); set around each
+        # step and restored after it, so instances in one process (ngen) each keep their own
+        self.threads: int | None = None
         self._use_model(model)
         self.reset_state()
 
@@ -265,7 +284,7 @@ class Stepper:
         if self.use_numpy:  # a tiny problem: numpy, on views of the state (see the module docstring)
             new_state, out = self.model.advance_numpy(self._numpy_state(), forcing, self._prepared_numpy())
         else:
-            with torch.no_grad():
+            with torch.no_grad(), torch_threads(self.threads):
                 new_state, out = self.model.advance(self.state, torch.from_numpy(forcing), self._prepared())
             out = {k: v.numpy() for k, v in out.items()}
         f64 = np.float64

@@ -1030,3 +1030,45 @@ def test_outputs_subset_keeps_the_main_output(tmp_path):
     cfg2 = copy.deepcopy(cfg)
     cfg2["outputs"] = [RUNOFF_DEPTH]
     assert make(write_cfg(tmp_path, cfg2, "c2.yaml")).get_output_var_names() == (RUNOFF_DEPTH,)
+
+
+def test_threads_are_set_per_instance_around_model_steps_never_process_wide(tmp_path):
+    """`threads:` applies to the instance's own model steps and is restored after each: a host (ngen, a coupler)
+    keeps its torch setting, and two instances with different settings do not change each other."""
+    import pandas as pd
+    import torch
+
+    from bmi_dhydro import BmiDeltaModel
+    from bmi_dhydro import stepper as stepper_mod
+
+    before = torch.get_num_threads()
+    seen = []
+    real = stepper_mod.torch_threads
+
+    def spy(n):
+        seen.append(n)
+        return real(n)
+
+    # many units (the attributes of ngen's cat-27 repeated), so that the model step runs in torch
+    row = pd.read_csv(ROOT / "examples/ngen/data/attributes.csv", dtype={"id": str}).set_index("id").iloc[0]
+    row = row.drop(labels=["attribute_source"], errors="ignore")
+    n = 300
+    cfg = {"units": {"ids": [f"c{i}" for i in range(n)], "area_km2": [20.0] * n, "lat": [35.0] * n, "lon": [-80.0] * n,
+                     "attributes": {a: [float(v)] * n for a, v in row.items()}},
+           "time": {"time_step": 86400, "start": "2015-12-01 00:00:00"}, "threads": before + 1}
+    p = tmp_path / "many.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    b = BmiDeltaModel()
+    b.initialize(str(p))
+    assert torch.get_num_threads() == before  # initialize changes nothing process-wide
+    assert not b.stepper.use_numpy
+    stepper_mod.torch_threads = spy
+    try:
+        b.set_value("atmosphere_water__liquid_equivalent_precipitation_rate", np.full(b.n, 1e-5))
+        b.set_value("land_surface_air__temperature", np.full(b.n, 280.0))
+        b.update()
+    finally:
+        stepper_mod.torch_threads = real
+    assert seen == [before + 1]
+    assert torch.get_num_threads() == before  # restored after the step
+    assert np.isfinite(b.get_value_ptr("land_surface_water__runoff_depth")).all()

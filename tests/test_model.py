@@ -91,3 +91,33 @@ def test_bundled_checkpoint_is_small_and_loads():
     assert len(prov["data"]["basins"]) == 515 and prov["data"]["product"] == "daymet"
     assert set(prov["data"]["validation_basins"]).isdisjoint(prov["data"]["train_basins"])
     assert prov["metrics"]["validation_kind"] == "held-out basins"
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+def test_inference_steps_in_torch_equal_unroll_and_follow_weight_changes(dtype, tol):
+    """Many units take the torch inference step (the attributes' share of the LSTM gates computed once and kept):
+    the same numbers as unroll's fused LSTM, and a change of the weights or attributes is never served stale."""
+    m = make_model().to(dtype)
+    n, t_len = 400, 60  # 400 units x nmul 4 > NUMPY_STEP_MAX_VALUES: the torch step
+    assert not m.numpy_step_suitable(n)
+    attrs = torch.randn(n, 5, dtype=dtype)
+    f = forcing(t_len, n).to(dtype)
+
+    def stepped(model, prep):
+        s, outs = model.initial_state(n, dtype=dtype), []
+        with torch.no_grad():
+            for t in range(t_len):
+                s, o = model.advance(s, f[t], prep)
+                outs.append(o["runoff"])
+        return torch.stack(outs)
+
+    def unrolled(model):
+        with torch.no_grad():
+            return model.unroll(model.initial_state(n, dtype=dtype), f, attrs)[1]["runoff"]
+
+    prep = m.prepare(attrs)
+    scale = float(unrolled(m).abs().max())
+    assert float((stepped(m, prep) - unrolled(m)).abs().max()) <= tol * scale
+    with torch.no_grad():  # an in-place change of the LSTM's input weights (as load_state_dict makes)
+        m.provider.lstm.weight_ih_l0.mul_(1.5)
+    assert float((stepped(m, prep) - unrolled(m)).abs().max()) <= tol * scale

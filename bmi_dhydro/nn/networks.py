@@ -150,9 +150,34 @@ class NeuralParameters(nn.Module):
         return params, h1[0], c1[0]
 
     def dynamic_step(self, forc: torch.Tensor, attrs_norm: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
-        """``forc`` (n, F), returns (dict name → (n, nmul), h, c); the same computation as one sequence step."""
-        params, h, c = self.dynamic_sequence(forc.unsqueeze(0), attrs_norm, h, c)
-        return {k: v[0] for k, v in params.items()}, h, c
+        """``forc`` (n, F), returns (dict name → (n, nmul), h, c); the same computation as one sequence step.
+
+        Without autograd (inference: the BMI, ``dhydro run``) the attributes' share of the LSTM's input gates,
+        ``attrs_norm @ W_ih[:, F:]ᵀ + b_ih + b_hh``, is computed once per set of units and weights and kept with
+        ``attrs_norm``; a step then multiplies only the F forcings and the hidden state (the same cell, equal to the
+        fused LSTM to rounding: tests/test_model.py)."""
+        if torch.is_grad_enabled() or self.__dict__.get("lstm_autocast") is not None or not self.dynamic:
+            params, h, c = self.dynamic_sequence(forc.unsqueeze(0), attrs_norm, h, c)
+            return {k: v[0] for k, v in params.items()}, h, c
+        lp = self.lstm._parameters
+        w_ih, w_hh, b_ih, b_hh = lp["weight_ih_l0"], lp["weight_hh_l0"], lp["bias_ih_l0"], lp["bias_hh_l0"]
+        nf = self.n_forcings
+        key = tuple((t.data_ptr(), t._version) for t in (w_ih, b_ih, b_hh, attrs_norm))
+        cached = getattr(attrs_norm, "_dhydro_static_gates", None)
+        if cached is None or cached[0] != key:
+            gates0 = torch.addmm(b_ih + b_hh, attrs_norm, w_ih[:, nf:].t())
+            cached = (key, gates0, w_ih[:, :nf].t().contiguous(), w_hh.t().contiguous())
+            attrs_norm._dhydro_static_gates = cached  # lives and dies with these units' normalised attributes
+        _, gates0, w_f_t, w_hh_t = cached
+        gates = torch.addmm(gates0, self.normalize_forcings(forc), w_f_t)
+        gates.addmm_(h, w_hh_t)
+        hs = self.lstm_hidden
+        act = torch.sigmoid(gates)  # i, f, o (the g quarter is replaced by its tanh)
+        g = torch.tanh(gates[:, 2 * hs: 3 * hs])
+        c1 = torch.addcmul(act[:, hs: 2 * hs] * c, act[:, :hs], g)
+        h1 = act[:, 3 * hs:] * torch.tanh(c1)
+        raw = torch.sigmoid(self.lstm_head(h1)).reshape(forc.shape[0], len(self.dynamic), self.nmul)
+        return {name: descale(raw[:, i, :], name) for i, name in enumerate(self.dynamic)}, h1, c1
 
     def _numpy_lstm(self) -> _NumpyLstm:
         lstm, head = self._modules["lstm"], self._modules["lstm_head"]
