@@ -89,7 +89,8 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         self.n = len(units)
         self._area_m2 = units.area_km2 * 1e6
         self.model = model
-        self.stepper = Stepper(model, attrs, units.lat, cfg.time.time_step, cfg.time.start.replace(tzinfo=None), dtype=dtype)
+        self.stepper = Stepper(model, attrs, units.lat, cfg.time.time_step, cfg.time.start.replace(tzinfo=None), dtype=dtype,
+                               stepping=cfg.stepping)
         # no NaN leaves the model: the stepper checks a model step's outputs before it commits the step, so a
         # non-finite output raises and leaves the state (and the output buffers) as they were before the update
         self.stepper.threads = cfg.threads  # per instance, around its model steps (never process-wide)
@@ -217,7 +218,7 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
             return
         for key, name in (("et", ET_FLUX), ("pet", PET_OUT)):
             np.divide(s.last[key], 1000.0, out=b[name])
-            np.divide(b[name], s.dt_model, out=b[name])
+            np.divide(b[name], s.dt_step, out=b[name])
         for key, name in STORE_VARS.items():
             b[name][:] = s.store_means[key]
         np.add(b[STORE_VARS["snowpack"]], b[STORE_VARS["meltwater"]], out=b[SWE])
@@ -267,6 +268,9 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
     def begin_gradient_window(self) -> None:
         """Start recording a gradient window at the current model-step boundary (clears any previous window)."""
         self._require_live("begin_gradient_window")
+        if self.stepper.hourly:
+            raise ValueError("begin_gradient_window: gradient windows need stepping: daily_release (with stepping: "
+                             "hourly the physics steps hourly between network steps; not supported)")
         self._grad_state0 = begin_window(self.stepper)
 
     def end_gradient_window(self) -> None:

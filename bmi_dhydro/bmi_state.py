@@ -124,7 +124,9 @@ def load_arrays(bmi, arrays: dict, source: str) -> None:
     """Check state arrays (values, completeness) and load them into the stepper, or raise naming ``source``."""
     missing = [k for k in bmi.stepper.state_arrays() if k not in arrays]
     if missing:
-        raise ValueError(f"{source}: the restart lacks the state variable(s) {missing}")
+        hint = (" (acc_pet_used and dyn_* belong to stepping: hourly: the restart was written with stepping: "
+                "daily_release)") if any(m == "acc_pet_used" or m.startswith("dyn_") for m in missing) else ""
+        raise ValueError(f"{source}: the restart lacks the state variable(s) {missing}{hint}")
     check_state_arrays(arrays, source)
     try:
         bmi.stepper.load_state_arrays(arrays)
@@ -274,7 +276,7 @@ def spinup(bmi, path) -> None:
     keep = s.state_arrays()
     s.reset_state()
     fresh = s.state_arrays()
-    for key in MODEL_STATE_KEYS:
+    for key in MODEL_STATE_KEYS + tuple(k for k in keep if k.startswith("dyn_")):  # (hourly: the day's parameters)
         fresh[key] = keep[key]
     s.load_state_arrays(fresh)
     s.model_storage = s._storage_now()

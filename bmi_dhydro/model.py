@@ -227,6 +227,16 @@ class DeltaModel(nn.Module):
         cfg = ModelConfig(variant=variant, nmul=1, dt_days=dt_days, dynamic_params=[], routing=routing, pet_method=pet_method)
         return cls(cfg, FixedParameters(values, names)).double()
 
+    def with_step(self, dt_days: float) -> "DeltaModel":
+        """A view of this model whose physics and routing step ``dt_days`` (the same network, weights shared, not
+        copied): used by the BMI's hourly stepping, where the network still sees daily aggregates."""
+        import copy
+
+        view = copy.copy(self)  # a new instance dict; modules, parameters and buffers are the same objects
+        view.__dict__["config"] = self.config.model_copy(update={"dt_days": float(dt_days)})
+        view.__dict__["uh_len"] = physics.uh_length(dt_days) if self.config.routing else 0
+        return view
+
     @property
     def is_fixed(self) -> bool:
         return isinstance(self.provider, FixedParameters)
@@ -312,17 +322,20 @@ class DeltaModel(nn.Module):
         """Whether an inference step over ``n_units`` runs in numpy (:meth:`advance_numpy`) rather than torch."""
         return n_units * self.provider.nmul <= NUMPY_STEP_MAX_VALUES and self._dtype_device()[1].type == "cpu"
 
-    def advance(self, state: ModelState, forcing_step: torch.Tensor, attributes) -> tuple[ModelState, dict]:
-        """One model step.  ``forcing_step`` (n, 3).
+    def advance(self, state: ModelState, forcing_step: torch.Tensor, attributes, dynamic: dict | None = None
+                ) -> tuple[ModelState, dict]:
+        """One model step.  ``forcing_step`` (n, 3).  ``dynamic`` optionally gives the per-day dynamic parameters
+        (name → (n, nmul)) to use instead of running the LSTM (the LSTM state is then carried unchanged).
 
         With autograd off, on the CPU and for a tiny problem (:meth:`numpy_step_suitable`) the step runs through
         :meth:`advance_numpy` (the same equations, equal to rounding); otherwise in torch."""
         prep = self.prepare(attributes)
         if not torch.is_grad_enabled() and forcing_step.device.type == "cpu" and self.numpy_step_suitable(forcing_step.shape[0]):
             nprep = self.prepare_numpy(prep)
-            st, out = self.advance_numpy(state.as_numpy(), forcing_step.detach().numpy(), nprep)
+            dyn_np = None if dynamic is None else {k: v.detach().numpy() for k, v in dynamic.items()}
+            st, out = self.advance_numpy(state.as_numpy(), forcing_step.detach().numpy(), nprep, dynamic=dyn_np)
             return st.as_torch(), {k: torch.from_numpy(v) for k, v in out.items()}
-        return self._advance_torch(state, forcing_step, prep)
+        return self._advance_torch(state, forcing_step, prep, dynamic=dynamic)
 
     def prepare_numpy(self, attributes) -> NumpyPrepared:
         """:meth:`prepare` as numpy arrays (views where they can be) for :meth:`advance_numpy`."""
@@ -331,13 +344,17 @@ class DeltaModel(nn.Module):
         return NumpyPrepared(prep.attrs_norm.detach().numpy(), {k: v.detach().numpy() for k, v in prep.static.items()},
                              uh, None if uh is None else physics.in_flight_weights(uh))
 
-    def advance_numpy(self, state: ModelState, forcing_step: np.ndarray, prep: NumpyPrepared) -> tuple[ModelState, dict]:
+    def advance_numpy(self, state: ModelState, forcing_step: np.ndarray, prep: NumpyPrepared, dynamic: dict | None = None
+                      ) -> tuple[ModelState, dict]:
         """:meth:`advance` for inference on numpy arrays: ``state`` a :class:`ModelState` of numpy arrays,
         ``forcing_step`` (n, 3), ``prep`` from :meth:`prepare_numpy`.  Returns the new state (numpy) and the outputs
         (numpy arrays, the keys of :meth:`advance`).  The same equations as the torch step (``physics.step``,
         ``route_step``, the LSTM cell), so the numbers agree to rounding."""
         config = self.config
-        dyn, h, c = self.provider.dynamic_step_numpy(forcing_step, prep.attrs_norm, state.h, state.c)
+        if dynamic is None:
+            dyn, h, c = self.provider.dynamic_step_numpy(forcing_step, prep.attrs_norm, state.h, state.c)
+        else:
+            dyn, h, c = dynamic, state.h, state.c
         params = dict(prep.static)
         if dyn:
             params.update(physics.scale_rates(dyn, config.dt_days))
@@ -350,8 +367,12 @@ class DeltaModel(nn.Module):
             out.update(zip([f"param_{k}" for k in dyn], numpy_component_means(*dyn.values())))
         return ModelState(hbv, h, c, buffer), out
 
-    def _advance_torch(self, state: ModelState, forcing_step: torch.Tensor, prep: Prepared) -> tuple[ModelState, dict]:
-        dyn, h, c = self.provider.dynamic_step(forcing_step, prep.attrs_norm, state.h, state.c)
+    def _advance_torch(self, state: ModelState, forcing_step: torch.Tensor, prep: Prepared, dynamic: dict | None = None
+                       ) -> tuple[ModelState, dict]:
+        if dynamic is None:
+            dyn, h, c = self.provider.dynamic_step(forcing_step, prep.attrs_norm, state.h, state.c)
+        else:
+            dyn, h, c = dynamic, state.h, state.c
         params = dict(prep.static)
         if dyn:
             params.update(physics.scale_rates(dyn, self.config.dt_days))

@@ -64,8 +64,11 @@ def torch_threads(n: int | None):
 
 class Stepper:
     def __init__(self, model: DeltaModel, attributes: np.ndarray, lat: np.ndarray, dt_fw: float, start: datetime,
-                 dtype=torch.float64):
+                 dtype=torch.float64, stepping: str = "daily_release"):
         self.model = model
+        if stepping not in ("daily_release", "hourly"):
+            raise ValueError(f"stepping: expected daily_release or hourly, got {stepping!r}")
+        self.stepping = stepping
         self.dtype = dtype
         self.n = len(lat)
         self.dt_fw = float(dt_fw)
@@ -77,12 +80,19 @@ class Stepper:
                 f"(e.g. 3600 or {self.dt_model:g}), got {self.dt_fw:g} s"
             )
         self.k = int(round(k))
+        # hourly stepping: the physics and routing step at the framework step, the network at the model step (on
+        # the model step's aggregates, as trained); see the module docstring
+        self.hourly = stepping == "hourly" and self.k > 1
+        if self.hourly and model.config.pet_method not in ("hamon", "input"):
+            raise ValueError(f"stepping: hourly needs pet_method hamon or input (a PET for every framework step); the "
+                             f"model's pet_method is {model.config.pet_method!r}: use stepping: daily_release")
+        self.dt_step = self.dt_fw if self.hourly else self.dt_model  # seconds of one physics step
         self.start = start
         self.lat = np.array(lat, dtype="float64")  # an owned copy
         self._attrs = torch.as_tensor(attributes, dtype=dtype)
         self._np_dtype = np.float64 if dtype == torch.float64 else np.float32
         self._daylength: dict[float, np.ndarray] = {}  # day of year -> day length at the units (Hamon, tiny problems)
-        self.prep: Prepared = model.prepare(self._attrs) if not model.is_fixed else None
+        self.prep: Prepared | None = None
         # called with {"runoff", "et", "storage"} (numpy, per unit) before a model step is committed; raising there
         # leaves the state as it was (the BMI checks that no non-finite value leaves the model)
         self.output_check = None
@@ -94,6 +104,9 @@ class Stepper:
 
     def _use_model(self, model: DeltaModel) -> None:
         self.model = model
+        # the model the physics steps with: the model itself, or a view stepping the framework step (hourly)
+        self.pmodel = model.with_step(self.dt_fw / 86400.0) if self.hourly else model
+        self.prep = self.pmodel.prepare(self._attrs) if not model.is_fixed else None
         self.prep_np: NumpyPrepared | None = None
         self.use_numpy = model.numpy_step_suitable(self.n)
 
@@ -118,7 +131,7 @@ class Stepper:
 
     def reset_state(self) -> None:
         n = self.n
-        self.state = self.model.initial_state(n, dtype=self.dtype)
+        self.state = self.pmodel.initial_state(n, dtype=self.dtype)
         self.fw_step = 0  # framework steps taken
         self.sub = 0  # framework steps accumulated into the current model step
         self.acc_p = np.zeros(n)  # mm
@@ -139,7 +152,22 @@ class Stepper:
         self.last_out: dict = {}  # numpy outputs of the last model step (the keys of DeltaModel.advance)
         self.last_forcing = None  # (n, 3) numpy model forcing of the last model step: P mm, T degC, PET mm
         self.tape = None  # list of model forcings while a gradient window is open
+        self.acc_pet_used = np.zeros(n)  # hourly stepping: PET given to the physics over the model step so far, mm
+        # hourly stepping: the per-day dynamic parameters the physics uses (name -> (n, nmul)); the first model step
+        # uses the network's answer to neutral input (normalised forcing 0) from the zero LSTM state
+        self.dyn = self._neutral_dynamic() if self.hourly else {}
         self.refresh_store_means()
+
+    def _neutral_dynamic(self) -> dict:
+        prov = self.model.provider
+        if not getattr(prov, "dynamic", None):
+            return {}
+        with torch.no_grad():
+            prep = self._prepared()
+            forc = prov.forc_mean.to(self.dtype).expand(self.n, -1).clone()
+            h0 = torch.zeros(self.n, prov.lstm_state_size(), dtype=self.dtype)
+            dyn, _, _ = prov.dynamic_step(forc, prep.attrs_norm, h0, h0.clone())
+        return {k: v.detach().numpy().copy() for k, v in dyn.items()}
 
     def refresh_store_means(self) -> None:
         """``store_means`` (name -> (n,) float64, mm): the five HBV stores, component means, from ``state``, computed
@@ -160,12 +188,17 @@ class Stepper:
         return tot.detach().double().numpy().copy()
 
     def pending_mm(self) -> np.ndarray:
+        if self.hourly:  # the precipitation was given to the physics at once; nothing waits to be released
+            return np.zeros(self.n)
         return self.acc_p + self.release * self.release_left
 
     def stored_mm(self, out: np.ndarray | None = None) -> np.ndarray:
         """Model stores + pending precipitation + pending release, mm (into ``out`` when given)."""
         if out is None:
             return self.model_storage + self.pending_mm()
+        if self.hourly:
+            out[:] = self.model_storage
+            return out
         np.multiply(self.release, self.release_left, out=out)
         np.add(self.acc_p, out, out=out)
         return np.add(self.model_storage, out, out=out)
@@ -173,12 +206,12 @@ class Stepper:
     # -- parameters ------------------------------------------------------------------------------------------------
     def _prepared(self) -> Prepared:
         if self.prep is None:
-            self.prep = self.model.prepare(self._attrs)
+            self.prep = self.pmodel.prepare(self._attrs)
         return self.prep
 
     def _prepared_numpy(self) -> NumpyPrepared:
         if self.prep_np is None:
-            self.prep_np = self.model.prepare_numpy(self._prepared())
+            self.prep_np = self.pmodel.prepare_numpy(self._prepared())
         return self.prep_np
 
     def invalidate_parameters(self) -> None:
@@ -195,8 +228,8 @@ class Stepper:
         """One framework step with inputs in BMI units.  Returns True when a model step was completed.
 
         Atomic: if it raises, the state (stores, accumulators, counters, mass accounting) is as before the call."""
-        if self.sub + 1 == self.k:
-            # this framework step completes a model step, which can fail (e.g. no PET): keep what it changes so a
+        if self.hourly or self.sub + 1 == self.k:
+            # this framework step runs the physics, which can fail (e.g. no PET): keep what it changes so a
             # failed update leaves the state exactly as it was
             saved = {f: getattr(self, f).copy() for f in self._ACC_FIELDS}
             counters = (self.sub, self.fw_step)
@@ -209,7 +242,8 @@ class Stepper:
                 raise
         return self._step(precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k)
 
-    _ACC_FIELDS = ("acc_p", "acc_t", "acc_tmin", "acc_tmax", "acc_sw", "acc_pres", "acc_pet", "acc_pet_n", "mass_in")
+    _ACC_FIELDS = ("acc_p", "acc_t", "acc_tmin", "acc_tmax", "acc_sw", "acc_pres", "acc_pet", "acc_pet_n", "mass_in",
+                   "acc_pet_used", "mass_out", "mass_leak")
 
     def _step(self, precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s, tmax_k=None, tmin_k=None) -> bool:
         dt = self.dt_fw
@@ -236,6 +270,10 @@ class Stepper:
         self.mass_in += p_mm
         self.sub += 1
         self.fw_step += 1
+        if self.hourly:
+            self._hourly_step(p_mm, tc, pet_rate_m_s)
+            self.mass_out += self.release  # this step's runoff, released at once
+            return True
         completed = False
         if self.sub == self.k:
             self._model_step()
@@ -273,19 +311,41 @@ class Stepper:
         return pet
 
     def _model_step(self) -> None:
+        """daily_release: the model step completed by this framework step; its runoff is released over k steps."""
         tmean = self.acc_t / self.k
         pet = self._pet_mm(tmean)
         forcing = np.empty((self.n, 3), dtype=self._np_dtype)  # P mm, T degC, PET mm (in the model's dtype)
         forcing[:, 0] = self.acc_p
         forcing[:, 1] = tmean
         forcing[:, 2] = pet
+        runoff = self._advance_physics(forcing, pet, None)
+        self.release = runoff / self.k
+        self.release_left = self.k - 1
+        self._reset_accumulators()
+
+    def _reset_accumulators(self) -> None:
+        self.sub = 0
+        self.acc_p.fill(0.0)
+        self.acc_t.fill(0.0)
+        self.acc_tmin.fill(np.inf)
+        self.acc_tmax.fill(-np.inf)
+        self.acc_sw.fill(0.0)
+        self.acc_pres.fill(0.0)
+        self.acc_pet.fill(0.0)
+        self.acc_pet_n.fill(0.0)
+        self.acc_pet_used.fill(0.0)
+
+    def _advance_physics(self, forcing: np.ndarray, pet: np.ndarray, dynamic: dict | None) -> np.ndarray:
+        """One physics (and routing) step of ``pmodel`` on ``forcing`` (n, 3); with ``dynamic`` (numpy, name ->
+        (n, nmul)) the network is not run.  Checks the outputs, then commits.  Returns the routed runoff, mm."""
         # the step is computed into new objects (the physics is pure) and committed only after the output check:
         # a non-finite output leaves the state as it was before the step
         if self.use_numpy:  # a tiny problem: numpy, on views of the state (see the module docstring)
-            new_state, out = self.model.advance_numpy(self._numpy_state(), forcing, self._prepared_numpy())
+            new_state, out = self.pmodel.advance_numpy(self._numpy_state(), forcing, self._prepared_numpy(), dynamic=dynamic)
         else:
+            dyn_t = None if dynamic is None else {k: torch.from_numpy(v) for k, v in dynamic.items()}
             with torch.no_grad(), torch_threads(self.threads):
-                new_state, out = self.model.advance(self.state, torch.from_numpy(forcing), self._prepared())
+                new_state, out = self.pmodel.advance(self.state, torch.from_numpy(forcing), self._prepared(), dynamic=dyn_t)
             out = {k: v.numpy() for k, v in out.items()}
         f64 = np.float64
         runoff = np.asarray(out["runoff"], dtype=f64)
@@ -309,19 +369,64 @@ class Stepper:
             self.refresh_store_means()
         self.mass_out += et
         self.mass_leak += leak
-        self.release = runoff / self.k
-        self.release_left = self.k - 1
-        self.last = {"runoff": runoff, "et": et, "pet": pet, "leak": leak}
-        # reset accumulators for the next model step
-        self.sub = 0
-        self.acc_p.fill(0.0)
-        self.acc_t.fill(0.0)
-        self.acc_tmin.fill(np.inf)
-        self.acc_tmax.fill(-np.inf)
-        self.acc_sw.fill(0.0)
-        self.acc_pres.fill(0.0)
-        self.acc_pet.fill(0.0)
-        self.acc_pet_n.fill(0.0)
+        self.last = {"runoff": runoff, "et": et, "pet": np.asarray(pet, dtype=f64), "leak": leak}
+        return runoff
+
+    def _hourly_step(self, p_mm, tc, pet_rate_m_s) -> None:
+        """hourly stepping: one physics step of this framework step with the current day's dynamic parameters;
+        at the end of the model step the network advances on its aggregates and gives the next day's."""
+        pet = self._pet_step_mm(tc, pet_rate_m_s)
+        forcing = np.empty((self.n, 3), dtype=self._np_dtype)
+        forcing[:, 0] = p_mm
+        forcing[:, 1] = tc
+        forcing[:, 2] = pet
+        self.release = self._advance_physics(forcing, pet, self.dyn or None)
+        self.release_left = 0
+        self.acc_pet_used += pet
+        if self.sub == self.k:
+            self._network_step()
+            self._reset_accumulators()
+
+    def _pet_step_mm(self, tc, pet_rate_m_s) -> np.ndarray:
+        """hourly stepping: PET of this framework step, mm: the PET input where given, else Hamon of this step's
+        temperature (mm d-1) times the step in days."""
+        if self.model.config.pet_method == "hamon":
+            doy = float(self.model_step_start().timetuple().tm_yday)
+            ld = self._daylength.get(doy)
+            if ld is None:
+                ld = physics.daylength_hours(self.lat, doy)
+                if self.use_numpy:
+                    self._daylength[doy] = ld
+            pet = physics.hamon(tc, self.lat, doy, daylength=ld) * (self.dt_fw / 86400.0)
+        else:
+            pet = np.full(self.n, np.nan)
+        if pet_rate_m_s is not None:
+            given = np.isfinite(pet_rate_m_s)
+            pet = np.where(given, np.asarray(pet_rate_m_s, dtype="float64") * self.dt_fw * 1000.0, pet)
+        if not np.isfinite(pet).all():
+            bad = int(np.flatnonzero(~np.isfinite(pet))[0])
+            raise ValueError(f"PET: pet_method {self.model.config.pet_method!r} needs "
+                             f"land_surface_water__potential_evaporation_volume_flux on every step; unit index {bad} has none")
+        return pet
+
+    def _network_step(self) -> None:
+        """hourly stepping: the LSTM advances one model step on the step's aggregates (P sum, mean T, the PET the
+        physics used), as in training; its parameters drive the next model step's physics."""
+        prov = self.model.provider
+        if not getattr(prov, "dynamic", None):
+            return
+        forc = np.stack([self.acc_p, self.acc_t / self.k, self.acc_pet_used], -1).astype(self._np_dtype)
+        if self.use_numpy:
+            st = self._numpy_state()
+            dyn, h, c = prov.dynamic_step_numpy(forc, self._prepared_numpy().attrs_norm, st.h, st.c)
+            self._state, self._state_np = None, st._replace(h=h, c=c)
+            self.dyn = {k: np.array(v, copy=True) for k, v in dyn.items()}
+        else:
+            with torch.no_grad(), torch_threads(self.threads):
+                st = self.state
+                dyn, h, c = prov.dynamic_step(torch.from_numpy(forc), self._prepared().attrs_norm, st.h, st.c)
+            self.state = st._replace(h=h, c=c)
+            self.dyn = {k: v.numpy().copy() for k, v in dyn.items()}
 
     # -- serialisation ---------------------------------------------------------------------------------------------
     ARRAY_FIELDS = ("acc_p", "acc_t", "acc_tmin", "acc_tmax", "acc_sw", "acc_pres", "acc_pet", "acc_pet_n", "release",
@@ -339,6 +444,10 @@ class Stepper:
         for k in ("runoff", "et", "pet", "leak"):
             d[f"last_{k}"] = self.last[k].copy()
         d["counters"] = np.array([self.fw_step, self.sub, self.release_left], dtype="int64")
+        if self.hourly:  # the day's PET so far and the dynamic parameters the physics is using
+            d["acc_pet_used"] = self.acc_pet_used.copy()
+            for k, v in self.dyn.items():
+                d[f"dyn_{k}"] = np.array(v, copy=True)
         return d
 
     def load_state_arrays(self, d: dict) -> None:
@@ -359,17 +468,34 @@ class Stepper:
                 raise ValueError(f"restart: variable {f} expected shape ({self.n},), got {a.shape}")
             fields[f] = a.copy()
         counters = np.asarray(d["counters"]).astype("int64")
+        extra = {}
+        if self.hourly:
+            need = ["acc_pet_used"] + [f"dyn_{k}" for k in self.dyn]
+            missing = [k for k in need if k not in d]
+            if missing:
+                raise ValueError(f"restart: variables {missing} missing: the restart was not written with stepping: "
+                                 "hourly (a daily_release restart cannot continue an hourly run)")
+            extra["acc_pet_used"] = np.asarray(d["acc_pet_used"], dtype="float64").copy()
+            dyn = {}
+            for k, v in self.dyn.items():
+                a = np.asarray(d[f"dyn_{k}"])
+                if a.shape != np.shape(v):
+                    raise ValueError(f"restart: variable dyn_{k} expected shape {np.shape(v)}, got {a.shape}")
+                dyn[k] = a.astype(np.asarray(v).dtype).copy()
         # all checks passed: commit
         self.state = state
         for f, a in fields.items():
             setattr(self, f, a)
         self.last = {k: np.asarray(d[f"last_{k}"], dtype="float64").copy() for k in ("runoff", "et", "pet", "leak")}
         self.fw_step, self.sub, self.release_left = (int(x) for x in counters)
+        if self.hourly:
+            self.acc_pet_used = extra["acc_pet_used"]
+            self.dyn = dyn
         self.refresh_store_means()
 
     def swap_model(self, model: DeltaModel) -> None:
         """Hot swap at a step boundary: a new network, the same states (shapes must agree)."""
-        new_state = model.initial_state(self.n, dtype=self.dtype)
+        new_state = (model.with_step(self.dt_fw / 86400.0) if self.hourly else model).initial_state(self.n, dtype=self.dtype)
         for a, b, name in zip(new_state, self.state, ("hbv", "h", "c", "route_buffer")):
             sa = [x.shape for x in a] if name == "hbv" else [a.shape]
             sb = [x.shape for x in b] if name == "hbv" else [b.shape]
@@ -378,7 +504,6 @@ class Stepper:
         if model.config.dt_days != self.model.config.dt_days:
             raise ValueError("hot swap: the new model has a different time step")
         self._use_model(model)
-        self.prep = model.prepare(self._attrs) if not model.is_fixed else None
 
 
 __all__ = ["Stepper", "KELVIN"]

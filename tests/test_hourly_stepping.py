@@ -1,0 +1,120 @@
+"""BMI `stepping: hourly`: the physics and routing step at the framework step, the network daily on the day's
+aggregates.  A rain pulse shows within hours, mass closes, restarts continue bit for bit, numpy and torch paths
+agree, and what it cannot do is refused with a message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from bmi_dhydro import BmiDeltaModel
+
+ROOT = Path(__file__).resolve().parents[1]
+PRECIP = "atmosphere_water__liquid_equivalent_precipitation_rate"
+TEMP = "land_surface_air__temperature"
+DEPTH = "land_surface_water__runoff_depth"
+PULSE_HOUR = 24 * 5 + 3
+
+
+def config(tmp_path, stepping="hourly", n=1, name="c.yaml", **extra) -> Path:
+    row = pd.read_csv(ROOT / "examples/ngen/data/attributes.csv", dtype={"id": str}).set_index("id").loc["cat-27"]
+    row = row.drop(labels=["attribute_source"], errors="ignore")
+    cfg = {"units": {"ids": [f"c{i}" for i in range(n)], "area_km2": [18.9] * n, "lat": [35.2] * n,
+                     "lon": [-80.7] * n, "attributes": {a: [float(v)] * n for a, v in row.items()}},
+           "time": {"time_step": 3600, "start": "2015-12-01 00:00:00"}, "stepping": stepping, **extra}
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def rain(h: int) -> float:
+    """1 mm h-1 for four days (wet soil), dry, then a 30 mm pulse in one hour on day 5."""
+    return (1.0 if h < 24 * 4 else 0.0) / 3600.0 + (30.0 / 3600.0 if h == PULSE_HOUR else 0.0)
+
+
+def drive(b, hours, h0=0, record=True):
+    q, bal = [], []
+    for h in range(h0, h0 + hours):
+        b.set_value(PRECIP, np.full(b.n, rain(h)))
+        b.set_value(TEMP, np.full(b.n, 285.0 + 4.0 * np.sin(2 * np.pi * h / 24)))
+        b.update()
+        if record:
+            q.append(b.get_value_ptr(DEPTH).copy())
+            m = [b.get_value_ptr(f"ngen::mass_{k}").copy() for k in ("in", "out", "stored", "leaked")]
+            bal.append(np.abs(m[0] - m[1] - m[2] - m[3]) / m[0])
+    return np.array(q), np.array(bal)
+
+
+def make(path):
+    b = BmiDeltaModel()
+    b.initialize(str(path))
+    return b
+
+
+def test_a_rain_pulse_shows_in_runoff_within_hours_and_mass_closes(tmp_path):
+    q_h, bal_h = drive(make(config(tmp_path, "hourly")), 24 * 7)
+    q_d, _ = drive(make(config(tmp_path, "daily_release", name="d.yaml")), 24 * 7)
+    before = q_h[PULSE_HOUR - 1, 0]
+    # hourly: the pulse hour itself already runs off more than three times the hour before
+    assert q_h[PULSE_HOUR, 0] > 3 * before and q_h[PULSE_HOUR + 1, 0] > 3 * before
+    # daily_release: nothing changes until the day's model step completes (hour 24*6 - 1)
+    assert np.allclose(q_d[PULSE_HOUR - 1: 24 * 6 - 1, 0], q_d[PULSE_HOUR - 1, 0], rtol=1e-12)
+    assert float(bal_h.max()) < 1e-12
+    # both conserve the same water: totals over the week within a few per cent
+    assert abs(q_h.sum() - q_d.sum()) / q_d.sum() < 0.1
+
+
+def test_a_restart_mid_day_continues_bit_for_bit(tmp_path):
+    cfg = config(tmp_path)
+    whole, _ = drive(make(cfg), 24 * 6)
+    b = make(cfg)
+    drive(b, 24 * 3 + 7, record=False)
+    path = b.save_state(tmp_path / "r.nc")
+    c = make(cfg)
+    c.load_state(str(path))
+    rest, _ = drive(c, 24 * 6 - (24 * 3 + 7), h0=24 * 3 + 7)
+    np.testing.assert_array_equal(rest, whole[24 * 3 + 7:])
+
+
+def test_a_daily_release_restart_cannot_continue_an_hourly_run(tmp_path):
+    b = make(config(tmp_path, "daily_release", name="d.yaml"))
+    drive(b, 30, record=False)
+    path = b.save_state(tmp_path / "d.nc")
+    with pytest.raises(ValueError, match=r"lacks the state variable.*written with stepping: daily_release"):
+        make(config(tmp_path)).load_state(str(path))
+
+
+def test_numpy_and_torch_paths_agree(tmp_path):
+    one = make(config(tmp_path, n=1, name="one.yaml"))
+    many = make(config(tmp_path, n=80, name="many.yaml"))  # 80 x nmul 16 > 1024: the torch path
+    assert one.stepper.use_numpy and not many.stepper.use_numpy
+    q1, _ = drive(one, 24 * 6)
+    qn, _ = drive(many, 24 * 6)
+    np.testing.assert_allclose(qn[:, 0], q1[:, 0], rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(qn[:, -1], q1[:, 0], rtol=1e-9, atol=1e-15)
+
+
+def test_spinup_keeps_the_days_parameters(tmp_path):
+    """A spin-up in hourly mode carries the network's dynamic parameters with the stores (not the neutral ones)."""
+    cold = make(config(tmp_path))
+    csv = tmp_path / "spin.csv"
+    times = pd.date_range("2015-11-01", periods=24 * 10, freq="h")
+    pd.DataFrame({"time": times.strftime("%Y-%m-%d %H:%M:%S"), "APCP_surface": 0.5, "TMP_2maboveground": 283.0,
+                  "DLWRF_surface": 300.0, "DSWRF_surface": 100.0, "PRES_surface": 100000.0, "SPFH_2maboveground": 0.005,
+                  "UGRD_10maboveground": 1.0, "VGRD_10maboveground": 1.0, "precip_rate": 0.5 / 3600.0}).to_csv(csv, index=False)
+    spun = make(config(tmp_path, name="s.yaml", warmup={"mode": "spinup", "forcing_file": str(csv)}))
+    assert spun.get_current_time() == 0.0
+    assert any(not np.array_equal(spun.stepper.dyn[k], cold.stepper.dyn[k]) for k in cold.stepper.dyn)
+    assert float(spun.stepper.state_arrays()["hbv_sm"].mean()) > float(cold.stepper.state_arrays()["hbv_sm"].mean())
+
+
+def test_what_hourly_stepping_cannot_do_is_refused(tmp_path):
+    b = make(config(tmp_path))
+    with pytest.raises(ValueError, match="gradient windows need stepping: daily_release"):
+        b.begin_gradient_window()
+    with pytest.raises(Exception, match="stepping"):
+        make(config(tmp_path, stepping="sometimes", name="bad.yaml"))
