@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ._extras import optional_pyplot
 from .checkpoint import load_checkpoint
 from .datasets import open_camels
 from .metrics import skill_table
@@ -82,10 +83,10 @@ def evaluate_checkpoint(checkpoint=None, data=None, basins=None, period=("1995-1
     _write_csv(out / "metrics.csv", rows)
     summary = summary_markdown(rows, period, checkpoint, product)
     atomic_write_text(out / "summary.md", summary, "summary")
-    nse_cdf_png(out / "nse_cdf.png", rows)
+    wrote_png = nse_cdf_png(out / "nse_cdf.png", rows)
     if progress:
         print(summary)
-        print(f"wrote {out / 'metrics.csv'}, {out / 'summary.md'} and {out / 'nse_cdf.png'}")
+        print(f"wrote {out / 'metrics.csv'}, {out / 'summary.md'}" + (f" and {out / 'nse_cdf.png'}" if wrote_png else ""))
     return {"rows": rows, "summary": summary}
 
 
@@ -121,11 +122,11 @@ def summary_markdown(rows, period, checkpoint, product) -> str:
     return "\n".join(lines) + "\n"
 
 
-def nse_cdf_png(path, rows) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def nse_cdf_png(path, rows) -> bool:
+    """The NSE distribution by role; False (and one warning) when matplotlib (the 'plot' extra) is missing."""
+    plt = optional_pyplot("the NSE plot (nse_cdf.png)")
+    if plt is None:
+        return False
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for role, color in (("all", "black"), ("train", "tab:blue"), ("validation", "tab:orange"), ("unseen", "tab:green")):
@@ -144,3 +145,4 @@ def nse_cdf_png(path, rows) -> None:
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
+    return True

@@ -1248,8 +1248,10 @@ def load_ngen_network(
         return out
 
     def gpkg_features(src: str, what: str) -> list[tuple[str, dict]]:
-        import pyogrio
+        from ._extras import require
 
+        pyogrio = require("pyogrio", "geo", f"reading the {what}s of the GeoPackage {os.path.basename(src)}")
+        require("pyogrio.raw", "geo", f"reading the {what}s of the GeoPackage {os.path.basename(src)}")
         if not os.path.isfile(src):
             raise FileNotFoundError(f"{what} file not found: {src}")
         layer = "divides" if what == "catchment" else "nexus"

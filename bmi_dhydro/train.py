@@ -4,7 +4,7 @@ Data: the CAMELS-US text layout (any product) or a CAMELS-style NetCDF (``data.c
 ``.nc`` file), see :mod:`bmi_dhydro.datasets`.
 
 Minibatches: each iteration draws ``batch_basins`` training basins and for each a random window of the training
-period: ``warmup_days`` run without gradients (explicit spin-up, :meth:`DeltaModel.warmup`), then
+period: ``window_warmup_days`` run without gradients (explicit spin-up, :meth:`DeltaModel.warmup`), then
 ``window_days`` with gradients.  Loss: NSE*-batch (squared error normalised per basin by the standard deviation of
 its observed training-period flow; Kratzert et al. 2019) or an RMSE-combined loss; missing observations are
 masked.  The seed fixes every random draw (basin split, windows, initial weights).
@@ -14,6 +14,15 @@ the training basins is held out of training (``validation.basin_fraction``) and 
 validation period (``periods.validation``, default the training period) after each epoch; the epoch with the
 best median NSE there is kept.  With no held-out basins and no validation period the monitoring is in-sample and
 the last epoch is kept (as a warning says).
+
+Warm-up has one meaning wherever it appears: the days the model runs (spin-up, no loss, no metrics) before the
+window in which the loss or the skill is computed.  ``periods.warmup_days`` precedes every evaluated period
+(validation, test; ``dhydro run``/``dhydro evaluate --warmup-days`` are the same thing), ``training.window_warmup_days``
+precedes every training window (its old name ``training.warmup_days`` is still read, with a deprecation warning).
+
+NeuralHydrology's names for the common settings are accepted at the top level of the config (``hidden_size``,
+``batch_size``, ``epochs``, ``learning_rate``, ``seed``, ``train_basin_file``, ``train_start_date``, ...; the
+table is :data:`NEURALHYDROLOGY_KEYS` and the README); a setting given under both names is an error.
 
 Resumable: after every epoch the whole training state (weights, optimiser, random generator, history, best
 weights) is written atomically to ``<output.dir>/train_state.pt``; ``--resume`` continues from it and gives the
@@ -25,11 +34,13 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
+import re
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +51,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tqdm import tqdm
 
 from . import __version__
+from ._extras import optional_pyplot
 from .checkpoint import atomic_torch_save, save_checkpoint
 from .datasets import ATTRIBUTE_UNITS, DEFAULT_ATTRIBUTES, attribute_tensor, model_forcings, open_camels
 from .metrics import format_table, skill_table
 from .model import DeltaModel, ModelConfig
 from .nn import lstm_precision
 from .safe_io import atomic_write, save_figure
+
+
+log = logging.getLogger("dhydro.train")
 
 
 class _Strict(BaseModel):
@@ -56,7 +71,7 @@ class DataSection(_Strict):
     camels_root: str | None = None  # a CAMELS text-layout folder or a CAMELS-style .nc file; None: the bundled subset
     product: str = "nldas"  # forcing product of the text layout (daymet, nldas, maurer, maurer_extended)
     basins: list[str] | None = None
-    basins_file: str | None = None  # a text file of gauge ids, one per line (instead of basins)
+    basins_file: str | None = None  # a text file of gauge ids, one per line, '#' comments (instead of basins)
     attributes_root: str | None = None  # folder holding camels_attributes_v2.0 (default: the bundled tables)
 
     @model_validator(mode="after")
@@ -70,7 +85,7 @@ class PeriodSection(_Strict):
     train: tuple[str, str] = ("1995-10-01", "2005-09-30")
     validation: tuple[str, str] | None = None  # None: the training period (on the held-out validation basins)
     test: tuple[str, str] | None = None  # evaluated once at the end when given; never used for selection
-    warmup_days: int = Field(365, ge=0)
+    warmup_days: int = Field(365, ge=0)  # spin-up days before every evaluated period (validation, test)
 
 
 class ValidationSection(_Strict):
@@ -96,8 +111,8 @@ class OptimSection(_Strict):
     epochs: int = Field(20, ge=1)
     iterations_per_epoch: int = Field(20, ge=1)
     batch_basins: int = Field(16, ge=1)
-    window_days: int = Field(365, ge=2)
-    warmup_days: int = Field(365, ge=0)
+    window_days: int = Field(365, ge=2)  # days of each training window (the loss is computed on them)
+    window_warmup_days: int = Field(365, ge=0)  # spin-up days before each training window (no gradients, no loss)
     learning_rate: float = Field(3e-3, gt=0)
     lr_schedule: str = Field("constant", pattern="^(constant|cosine)$")
     lr_final_fraction: float = Field(0.1, gt=0, le=1)  # cosine: the last iteration's rate as a share of the first
@@ -110,11 +125,125 @@ class OptimSection(_Strict):
     # AMX/AVX-512-BF16 and for GPUs; weights, optimiser, physics, validation and the checkpoint stay float32
     precision: str = Field("float32", pattern="^(float32|bfloat16)$")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_warmup_name(cls, data):
+        """``training.warmup_days`` (the old name) is read as ``window_warmup_days``, with a deprecation warning."""
+        if isinstance(data, dict) and "warmup_days" in data:
+            if "window_warmup_days" in data:
+                raise ValueError("training.warmup_days (the old name) and training.window_warmup_days name the same "
+                                 "setting; give only window_warmup_days")
+            log.warning("training.warmup_days is deprecated: it is now training.window_warmup_days (the spin-up days "
+                        "before each training window; periods.warmup_days is the spin-up before evaluated periods)")
+            data = dict(data)
+            data["window_warmup_days"] = data.pop("warmup_days")
+        return data
+
 
 class OutputSection(_Strict):
     dir: str = "runs/train"
     checkpoint: str = "model.pt"
     plots: bool = True
+
+
+#: NeuralHydrology config keys accepted at the top level of a training config: NH key -> (section, key) here.
+#: Each is the same quantity under another name (notes in the README's table).
+NEURALHYDROLOGY_KEYS = {
+    "train_basin_file": ("data", "basins_file"),
+    "data_dir": ("data", "camels_root"),
+    "hidden_size": ("model", "lstm_hidden"),
+    "static_attributes": ("model", "attributes"),
+    "batch_size": ("training", "batch_basins"),
+    "epochs": ("training", "epochs"),
+    "learning_rate": ("training", "learning_rate"),
+    "clip_gradient_norm": ("training", "grad_clip"),
+    "seed": ("training", "seed"),
+    "validate_every": ("validation", "every_epochs"),
+}
+#: NeuralHydrology's period keys: (start key, end key) -> periods.<name> = [start, end]
+NEURALHYDROLOGY_PERIODS = {
+    "train": ("train_start_date", "train_end_date"),
+    "validation": ("validation_start_date", "validation_end_date"),
+    "test": ("test_start_date", "test_end_date"),
+}
+#: NeuralHydrology keys that look alike but are not the same quantity here: refused with what to write instead
+NEURALHYDROLOGY_NOT_ALIASED = {
+    "seq_length": "NeuralHydrology's input length including the spin-up; here training.window_warmup_days "
+                  "(spin-up, no loss) + training.window_days (loss) -- with predict_last_n = n: "
+                  "window_days = n, window_warmup_days = seq_length - n",
+    "predict_last_n": "here training.window_days (the days of each window the loss is computed on), with "
+                      "training.window_warmup_days = seq_length - predict_last_n",
+    "validation_basin_file": "validation basins are held out of the training basins here: validation.basin_fraction",
+    "test_basin_file": "the test period (periods.test) runs on the config's basins here, held-out validation basins "
+                       "included; other basins: dhydro evaluate --basins-file",
+    "forcings": "data.product: one forcing product (daymet, nldas, maurer, maurer_extended)",
+    "loss": "training.loss: nse_batch (NeuralHydrology's NSE) or rmse_combined",
+    "run_dir": "output.dir (the folder the run writes into, not a parent of per-run folders)",
+    "device": "training.device: auto, cpu or cuda",
+}
+
+
+def _iso_date(key: str, value) -> str:
+    """A NeuralHydrology date (DD/MM/YYYY, its format) or an ISO date (YYYY-MM-DD) -> YYYY-MM-DD."""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):  # YAML reads an unquoted 2001-10-01 as a date
+        return value.isoformat()
+    if isinstance(value, str):
+        text = value.strip()
+        if m := re.fullmatch(r"(\d{1,2})/(\d{1,2})/(\d{4})", text):
+            ymd = (int(m[3]), int(m[2]), int(m[1]))
+        elif m := re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text):
+            ymd = (int(m[1]), int(m[2]), int(m[3]))
+        else:
+            ymd = None
+        if ymd is not None:
+            try:
+                return date(*ymd).isoformat()
+            except ValueError:
+                pass
+    raise ValueError(f"{key}: expected one date (DD/MM/YYYY as in NeuralHydrology, or YYYY-MM-DD), got {value!r}")
+
+
+def neuralhydrology_to_sections(data: dict) -> dict:
+    """Move the NeuralHydrology keys of a raw config into this project's sections (a new dict; ``data`` is kept).
+
+    A setting given under both names, a start date without its end date and a NeuralHydrology key that is not the
+    same quantity here are errors that name the keys."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+
+    def put(nh_key: str, section: str, key: str, value) -> None:
+        sec = out.setdefault(section, {})
+        if not isinstance(sec, dict):
+            raise ValueError(f"{section}: expected a mapping of settings, got {sec!r}")
+        if key in sec:
+            raise ValueError(f"{nh_key} (NeuralHydrology's name) and {section}.{key} name the same setting; give one")
+        sec[key] = value
+
+    for nh_key, hint in NEURALHYDROLOGY_NOT_ALIASED.items():
+        if nh_key in out:
+            raise ValueError(f"{nh_key} (a NeuralHydrology key) is not the same setting here: {hint}")
+    if isinstance(out.get("model"), str):
+        raise ValueError(f"model: {out['model']!r} looks like NeuralHydrology's model name; here model is the section "
+                         f"of network settings (variant, lstm_hidden, attributes, ...)")
+    for nh_key, (section, key) in NEURALHYDROLOGY_KEYS.items():
+        if nh_key in out:
+            value = out.pop(nh_key)
+            if nh_key == "learning_rate" and isinstance(value, dict):
+                raise ValueError("learning_rate: a NeuralHydrology schedule {epoch: rate} has no equivalent here; give "
+                                 "one rate and training.lr_schedule (constant or cosine)")
+            put(nh_key, section, key, value)
+    for name, (k0, k1) in NEURALHYDROLOGY_PERIODS.items():
+        if k0 in out or k1 in out:
+            if k0 not in out or k1 not in out:
+                given, missing = (k0, k1) if k0 in out else (k1, k0)
+                raise ValueError(f"{given} (NeuralHydrology's name) needs {missing} too (together: periods.{name})")
+            start, end = out.pop(k0), out.pop(k1)
+            sec = out.get("periods")
+            if isinstance(sec, dict) and name in sec:
+                raise ValueError(f"{k0}/{k1} (NeuralHydrology's names) and periods.{name} name the same setting; give one")
+            put(k0, "periods", name, [_iso_date(k0, start), _iso_date(k1, end)])
+    return out
 
 
 class TrainConfig(_Strict):
@@ -124,6 +253,11 @@ class TrainConfig(_Strict):
     model: NetworkSection = Field(default_factory=NetworkSection)
     training: OptimSection = Field(default_factory=OptimSection)
     output: OutputSection = Field(default_factory=OutputSection)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _neuralhydrology_keys(cls, data):
+        return neuralhydrology_to_sections(data) if isinstance(data, dict) else data
 
 
 def load_train_config(path) -> tuple[TrainConfig, Path]:
@@ -136,6 +270,14 @@ def load_train_config(path) -> tuple[TrainConfig, Path]:
     except ValidationError as exc:
         raise ValueError(f"train config {path}: {exc}") from exc
     return cfg, path.parent.resolve()
+
+
+def _legacy_config_json(config_dump: dict) -> str:
+    """The config as a training state written before ``training.warmup_days`` became ``window_warmup_days`` holds it
+    (so ``--resume`` continues such a run)."""
+    old = json.loads(json.dumps(config_dump))
+    old["training"]["warmup_days"] = old["training"].pop("window_warmup_days")
+    return json.dumps(old, sort_keys=True)
 
 
 def _resolve(base: Path, p: str | None) -> Path | None:
@@ -174,11 +316,11 @@ def evaluate(model, ds, period, warmup_days, dtype=torch.float32):
     return skill_table(res["runoff"], obs, ds.basin.values), res["runoff"], obs, times
 
 
-def hydrograph_png(path, times, sim, obs, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def hydrograph_png(path, times, sim, obs, title: str) -> bool:
+    """One basin's simulated and observed flow; False (one warning) without matplotlib (the 'plot' extra)."""
+    plt = optional_pyplot("the hydrograph plots (hydrograph_*.png)")
+    if plt is None:
+        return False
 
     fig, ax = plt.subplots(figsize=(11, 3.6))
     ax.plot(times, obs, color="black", lw=0.8, label="observed (USGS)")
@@ -189,6 +331,7 @@ def hydrograph_png(path, times, sim, obs, title: str) -> None:
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
+    return True
 
 
 def _git_version() -> str:
@@ -251,17 +394,43 @@ def load_training_data(cfg: TrainConfig, base_dir: Path):
     """The Dataset for a training config (basins, attributes and the span of all its periods)."""
     root = _resolve(base_dir, cfg.data.camels_root)
     basins = cfg.data.basins
+    bf = None
     if cfg.data.basins_file is not None:
         bf = _resolve(base_dir, cfg.data.basins_file)
-        if not bf.is_file():
-            raise FileNotFoundError(f"data.basins_file: file not found: {bf}")
-        basins = [ln.split()[0] for ln in bf.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        basins = read_basins_file(bf, "data.basins_file")
     periods = [cfg.periods.train] + [p for p in (cfg.periods.validation, cfg.periods.test) if p is not None]
-    warm = max(cfg.periods.warmup_days, cfg.training.warmup_days)
+    warm = max(cfg.periods.warmup_days, cfg.training.window_warmup_days)
     start = min(pd.Timestamp(p[0]) for p in periods) - pd.Timedelta(days=warm)
     end = max(pd.Timestamp(p[1]) for p in periods)
-    return open_camels(root, basins, cfg.data.product, cfg.model.attributes, start=start, end=end,
-                       attributes_root=_resolve(base_dir, cfg.data.attributes_root))
+    try:
+        return open_camels(root, basins, cfg.data.product, cfg.model.attributes, start=start, end=end,
+                           attributes_root=_resolve(base_dir, cfg.data.attributes_root))
+    except (KeyError, FileNotFoundError) as exc:
+        msg = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+        if bf is None or not any(b in msg for b in basins):
+            raise
+        raise type(exc)(f"{msg} (basin ids read from data.basins_file {bf})") from exc
+
+
+def read_basins_file(path, what: str = "basins file") -> list[str]:
+    """Basin ids from a text file: one per line (the first word; NeuralHydrology's basin files are this format),
+    blank lines and ``#`` comments ignored; an empty file or a repeated id is an error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: file not found: {path}")
+    ids, seen, repeated = [], set(), []
+    for line in path.read_text().splitlines():
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        b = text.split()[0]
+        (repeated if b in seen else ids).append(b)
+        seen.add(b)
+    if not ids:
+        raise ValueError(f"{what} {path}: no basin ids (one per line; blank lines and '#' comments are ignored)")
+    if repeated:
+        raise ValueError(f"{what} {path}: ids listed more than once: {sorted(set(repeated))[:10]}")
+    return ids
 
 
 def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool = False, out_dir=None) -> dict:
@@ -285,7 +454,7 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool 
     # training arrays over the train period plus its warm-up
     tr0 = pd.Timestamp(cfg.periods.train[0])
     tr1 = pd.Timestamp(cfg.periods.train[1])
-    full = ds.isel(basin=train_idx).sel(time=slice(tr0 - pd.Timedelta(days=opt.warmup_days), tr1))
+    full = ds.isel(basin=train_idx).sel(time=slice(tr0 - pd.Timedelta(days=opt.window_warmup_days), tr1))
     forc = model_forcings(full, cfg.model.pet_method, dtype=torch.float64)
     obs = torch.as_tensor(full["qobs"].transpose("time", "basin").to_numpy())
     attrs = attribute_tensor(full, cfg.model.attributes, dtype=torch.float64)
@@ -293,7 +462,7 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool 
     hi = full.sizes["time"] - 1
     valid_forc = torch.isfinite(forc).all(-1).numpy()
     valid_obs = torch.isfinite(obs).numpy()
-    starts = {b: _window_starts(valid_forc[:, b], valid_obs[:, b], lo, hi, opt.warmup_days, opt.window_days) for b in range(len(train_idx))}
+    starts = {b: _window_starts(valid_forc[:, b], valid_obs[:, b], lo, hi, opt.window_warmup_days, opt.window_days) for b in range(len(train_idx))}
     trainable = [b for b in range(len(train_idx)) if len(starts[b])]
     if not trainable:
         raise ValueError("training: no basin has a complete warm-up + window with observations in the training period")
@@ -333,7 +502,7 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool 
         if not state_path.exists():
             raise FileNotFoundError(f"training --resume: no training state at {state_path}")
         st = torch.load(state_path, map_location="cpu", weights_only=True)
-        if st.get("config") != json.dumps(config_dump, sort_keys=True):
+        if st.get("config") not in (json.dumps(config_dump, sort_keys=True), _legacy_config_json(config_dump)):
             raise ValueError(f"training --resume: {state_path} was written by a different config; resume with the same config")
         model.load_state_dict(st["model"])
         optim.load_state_dict(st["optimizer"])
@@ -368,16 +537,16 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool 
                 g["lr"] = _learning_rate(opt, it, total_its)
             batch = rng.choice(trainable, size=min(opt.batch_basins, len(trainable)), replace=len(trainable) < opt.batch_basins)
             s = np.array([starts[b][rng.integers(len(starts[b]))] for b in batch])
-            idx = s[None, :] + np.arange(opt.warmup_days + opt.window_days)[:, None]
+            idx = s[None, :] + np.arange(opt.window_warmup_days + opt.window_days)[:, None]
             bt = torch.as_tensor(batch, device=device)
             f = forc32[torch.as_tensor(idx, device=device), bt]  # (T, B, 3)
-            y = obs32[torch.as_tensor(idx[opt.warmup_days :], device=device), bt]
+            y = obs32[torch.as_tensor(idx[opt.window_warmup_days :], device=device), bt]
             a = attrs32[bt]
             state = model.initial_state(len(batch))
             with lstm_precision(model.provider, low_precision):
                 prep = model.prepare(a)
-                state = model.warmup(state, f[: opt.warmup_days], model.prepare(a.detach()))
-                _, out = model.unroll(state, f[opt.warmup_days :], prep, outputs=("runoff",))
+                state = model.warmup(state, f[: opt.window_warmup_days], model.prepare(a.detach()))
+                _, out = model.unroll(state, f[opt.window_warmup_days :], prep, outputs=("runoff",))
             loss = _loss(out["runoff"], y, q_std[bt].float(), opt.loss)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training: loss is {float(loss)} at epoch {epoch}, iteration {k + 1}")
@@ -515,11 +684,11 @@ def write_history_csv(path, history):
     os.replace(tmp, path)
 
 
-def loss_curve_png(path, history):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def loss_curve_png(path, history) -> bool:
+    """Training loss and validation NSE by epoch; False (one warning) without matplotlib (the 'plot' extra)."""
+    plt = optional_pyplot("the loss curve (loss.png)")
+    if plt is None:
+        return False
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ep = [h["epoch"] for h in history]
@@ -534,3 +703,4 @@ def loss_curve_png(path, history):
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
+    return True

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._extras import require
+
 
 @dataclass
 class UnitTable:
@@ -107,8 +109,9 @@ def _read_geoparquet(path):
     """GeoParquet through pyarrow (GDAL builds often lack the Parquet driver): (meta with crs, WKB array, frame)."""
     import json
 
-    import pyarrow.parquet as pq
-    from pyproj import CRS
+    feature = f"reading the GeoParquet file {Path(path).name}"
+    pq = require("pyarrow.parquet", "geo", feature)
+    CRS = require("pyproj", "geo", feature).CRS
 
     table = pq.read_table(path)
     geo = json.loads((table.schema.metadata or {}).get(b"geo", b"{}") or b"{}")
@@ -129,11 +132,13 @@ def from_hydrofabric(path, layer=None, id_field=None, attributes_table=None) -> 
     in EPSG:4326.  Model attributes come from ``attributes_table`` (CSV with an ``id`` column) or, failing that,
     from numeric columns of the layer itself.
     """
-    import pyogrio
-    from pyproj import CRS, Transformer
-    from shapely import centroid, from_wkb
-
     path = Path(path)
+    feature = f"reading the hydrofabric {path.name}"
+    pyogrio = require("pyogrio", "geo", feature)
+    require("pyogrio.raw", "geo", feature)
+    pyproj = require("pyproj", "geo", feature)
+    CRS, Transformer = pyproj.CRS, pyproj.Transformer
+    shapely = require("shapely", "geo", feature)
     if layer is None and path.suffix.lower() == ".gpkg":
         names = [l[0] for l in pyogrio.list_layers(path)]
         layer = "divides" if "divides" in names else names[0]
@@ -146,16 +151,14 @@ def from_hydrofabric(path, layer=None, id_field=None, attributes_table=None) -> 
     idc = id_field or next((c for c in ("divide_id", "id") if c in df.columns), None)
     if idc is None or idc not in df.columns:
         raise KeyError(f"hydrofabric {path}: expected an id field (divide_id or id), got {cols}")
-    geom = from_wkb(geoms)
+    geom = shapely.from_wkb(geoms)
     crs = CRS.from_user_input(meta["crs"]) if meta.get("crs") else CRS.from_epsg(4326)
-    cen = centroid(geom)
+    cen = shapely.centroid(geom)
     to_ll = Transformer.from_crs(crs, 4326, always_xy=True)
     lon, lat = to_ll.transform(np.array([c.x for c in cen]), np.array([c.y for c in cen]))
     if "areasqkm" in df.columns:
         area = pd.to_numeric(df["areasqkm"]).to_numpy(dtype="float64")
     else:
-        import shapely
-
         to_ea = Transformer.from_crs(crs, 5070, always_xy=True)  # CONUS Albers equal-area
         projected = shapely.transform(geom, lambda xy: np.column_stack(to_ea.transform(xy[:, 0], xy[:, 1])))
         area = shapely.area(projected) / 1e6

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bmi_dhydro._extras import optional_pyplot
 from bmi_dhydro.cf import select
 from bmi_dhydro.safe_io import save_figure
 
 
 def plot_outputs(nc_path, variables) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """PNGs of the first three output variables next to ``nc_path``; none (and one warning) without matplotlib
+    (the 'plot' extra): the plots are a side product, the run does not fail for them."""
+    plt = optional_pyplot("the quick-look plots of a coupled run (outputs.plots)")
+    if plt is None:
+        return []
     import xarray as xr
 
     pngs = []

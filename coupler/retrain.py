@@ -39,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from bmi_dhydro import physics
+from bmi_dhydro._extras import optional_pyplot
 from bmi_dhydro.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from bmi_dhydro.metrics import nse
 from bmi_dhydro.model import ModelState
@@ -338,10 +339,9 @@ def write_correction(nc_path, c: np.ndarray, src: dict, checkpoint: str):
     shape = src["grid_shape"]
     if not shape or len(shape) != 2 or shape[0] * shape[1] != src["n_source_cells"]:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = optional_pyplot("the map of the forcing correction (*.forcing_correction.png)")
+    if plt is None:
+        return None
 
     grid = np.full(shape[0] * shape[1], np.nan)
     grid[src["cell_index"]] = np.exp(c)
@@ -363,11 +363,11 @@ def write_correction(nc_path, c: np.ndarray, src: dict, checkpoint: str):
     return png
 
 
-def loss_png(path, history) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def loss_png(path, history) -> bool:
+    """The retraining loss by epoch; False (one warning) without matplotlib (the 'plot' extra)."""
+    plt = optional_pyplot("the retraining loss curve (*.loss.png)")
+    if plt is None:
+        return False
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot([h["epoch"] for h in history], [h["loss"] for h in history], "o-")
@@ -377,6 +377,7 @@ def loss_png(path, history) -> None:
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
+    return True
 
 
 # -- CLI -----------------------------------------------------------------------------------------------------------

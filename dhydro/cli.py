@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bmi_dhydro._extras import MissingExtraError
 from bmi_dhydro.log import configure_logging
 from coupler import retrain as retrain_cli
 from coupler.regrid import cli as regrid_cli
@@ -76,10 +77,11 @@ def _cmd_train(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from bmi_dhydro.evaluate import evaluate_checkpoint
+    from bmi_dhydro.train import read_basins_file
 
     basins = args.basins
     if args.basins_file:
-        basins = [ln.split()[0] for ln in open(args.basins_file).read().splitlines() if ln.strip() and not ln.startswith("#")]
+        basins = read_basins_file(args.basins_file, "--basins-file")
     evaluate_checkpoint(args.checkpoint, args.data, basins, (args.start, args.end), args.warmup_days, args.forcing,
                         args.out, progress=not args.quiet)
     return 0
@@ -136,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="CAMELS folder or CAMELS-style .nc file (default: the bundled subset)")
     e.add_argument("--forcing", help="forcing product (default: the one the checkpoint was trained on)")
     e.add_argument("--basins", nargs="+", help="basin ids (default: all in the data)")
-    e.add_argument("--basins-file", help="text file of basin ids, one per line")
+    e.add_argument("--basins-file", help="text file of basin ids, one per line ('#' comments and blank lines ignored)")
     e.add_argument("--start", default="1995-10-01", help="first day (default 1995-10-01)")
     e.add_argument("--end", default="2010-09-30", help="last day (default 2010-09-30)")
     e.add_argument("--warmup-days", type=int, default=365, help="spin-up days before --start (default 365)")
@@ -161,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-#: errors that are the user's input or environment (one line, exit code 1); anything else is a bug (traceback)
-KNOWN_ERRORS = (ValueError, KeyError, OSError, RuntimeError)
+#: errors that are the user's input or environment (one line, exit code 1); anything else is a bug (traceback);
+#: MissingExtraError: a feature needs an extra that is not installed (the message names it)
+KNOWN_ERRORS = (ValueError, KeyError, OSError, RuntimeError, MissingExtraError)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -230,7 +233,7 @@ def main(argv=None) -> int:
     except KNOWN_ERRORS as exc:
         if debug:
             raise
-        kind = "" if isinstance(exc, (ValueError, KeyError)) else f"{type(exc).__name__}: "
+        kind = "" if isinstance(exc, (ValueError, KeyError, MissingExtraError)) else f"{type(exc).__name__}: "
         print(f"dhydro {args.command}: error: {kind}{one_line(exc)} (--debug shows the traceback)", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001  only YAML errors are known here; anything else is re-raised

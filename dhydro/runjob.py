@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bmi_dhydro._extras import optional_pyplot
 from bmi_dhydro.checkpoint import load_checkpoint
 from bmi_dhydro.datasets import open_camels
 from bmi_dhydro.metrics import format_table, skill_table
@@ -119,17 +120,17 @@ def run_camels(checkpoint=None, camels_root=None, basins=None, period=DEFAULT_PE
     rows = skill_table(res["runoff"], obs, ids)
     write_metrics_csv(out / "metrics.csv", rows)
     png = out / "hydrographs.png"
-    _grid_png(png, times, res["runoff"], obs, ids, rows)
+    if not _grid_png(png, times, res["runoff"], obs, ids, rows):
+        png = None  # no matplotlib (the 'plot' extra): said once in a warning, the run goes on
     print(format_table(rows))
-    log.info(f"wrote {nc}, {out / 'metrics.csv'} and {png}")
+    log.info(f"wrote {nc}, {out / 'metrics.csv'}" + (f" and {png}" if png else ""))
     return {"netcdf": nc, "png": png, "rows": rows}
 
 
-def _grid_png(path, times, sim, obs, names, rows):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _grid_png(path, times, sim, obs, names, rows) -> bool:
+    plt = optional_pyplot("the hydrograph plot of the main job (hydrographs.png)")
+    if plt is None:
+        return False
 
     n = len(names)
     ncol = 3
@@ -148,6 +149,7 @@ def _grid_png(path, times, sim, obs, names, rows):
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
     plt.close(fig)
+    return True
 
 
 __all__ = ["run_camels", "hydrograph_png"]

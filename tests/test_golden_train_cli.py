@@ -35,7 +35,7 @@ def test_tiny_training_smoke(tmp_path):
         "data": {"basins": ["01022500", "09035900", "06221400"]},
         "periods": {"train": ["2001-10-01", "2003-09-30"], "test": ["2003-10-01", "2004-09-30"], "warmup_days": 60},
         "model": {"nmul": 2, "lstm_hidden": 8, "mlp_hidden": 16},
-        "training": {"epochs": 2, "iterations_per_epoch": 2, "batch_basins": 3, "window_days": 60, "warmup_days": 60, "seed": 3},
+        "training": {"epochs": 2, "iterations_per_epoch": 2, "batch_basins": 3, "window_days": 60, "window_warmup_days": 60, "seed": 3},
         "output": {"dir": str(tmp_path / "out")},
     })
     r1 = train(cfg, tmp_path, progress=False)

@@ -92,7 +92,7 @@ def test_dhydro_run_with_a_hargreaves_checkpoint(tmp_path, capsys):
            "periods": {"train": ["1995-10-01", "1997-09-30"], "warmup_days": 30},
            "model": {"nmul": 2, "dynamic_params": ["BETA"], "lstm_hidden": 4, "mlp_hidden": 8,
                      "attributes": ["p_mean", "aridity"], "pet_method": "hargreaves"},
-           "training": {"epochs": 1, "iterations_per_epoch": 2, "batch_basins": 2, "window_days": 30, "warmup_days": 10,
+           "training": {"epochs": 1, "iterations_per_epoch": 2, "batch_basins": 2, "window_days": 30, "window_warmup_days": 10,
                         "threads": 1},
            "output": {"dir": "out", "plots": False}}
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))

@@ -108,7 +108,7 @@ def _tiny_config(tmp_path, **over):
         "validation": {"basin_fraction": 0.34},
         "model": {"nmul": 2, "dynamic_params": ["BETA"], "lstm_hidden": 4, "mlp_hidden": 8, "attributes": ATTRS,
                   "log_attributes": ["area_gages2"]},
-        "training": {"epochs": 3, "iterations_per_epoch": 3, "batch_basins": 3, "window_days": 40, "warmup_days": 20,
+        "training": {"epochs": 3, "iterations_per_epoch": 3, "batch_basins": 3, "window_days": 40, "window_warmup_days": 20,
                      "lr_schedule": "cosine", "threads": 1, "seed": 3},
         "output": {"dir": "out", "plots": False},
     }

@@ -55,10 +55,28 @@ sum_j A_ij / area_a_i`` and ``frac_b_j = sum_i A_ij / area_b_j``:
   valid sources of the same destination, so the identities hold exactly for destinations without
   missing sources and only approximately for the others (see :mod:`coupler.regrid.weights`).
 """
-from .api import UnmappedError, esmpy_available, generate_weights
-from .crs import RegridError
-from .grids import CellSet, Grid, Polygons, read_cells, read_grid, read_polygons, write_esmf_mesh, write_scrip
-from .weights import METHODS, NORM_TYPES, Weights, read_weights
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+# The names below load on first use (PEP 562), so that ``coupler.regrid.cli`` (registered into the ``dhydro``
+# command line) imports without the 'geo' extra; using them without it raises one message naming the extra.
+_EXPORTS = {
+    "UnmappedError": "api", "esmpy_available": "api", "generate_weights": "api",
+    "RegridError": "crs",
+    "CellSet": "grids", "Grid": "grids", "Polygons": "grids", "read_cells": "grids", "read_grid": "grids",
+    "read_polygons": "grids", "write_esmf_mesh": "grids", "write_scrip": "grids",
+    "METHODS": "weights", "NORM_TYPES": "weights", "Weights": "weights", "read_weights": "weights",
+    "TorchRegridder": "torch_apply",  # imports torch only when the torch regridder is used
+}
+
+if TYPE_CHECKING:  # for readers and type checkers; at run time the names come from __getattr__
+    from .api import UnmappedError, esmpy_available, generate_weights
+    from .crs import RegridError
+    from .grids import CellSet, Grid, Polygons, read_cells, read_grid, read_polygons, write_esmf_mesh, write_scrip
+    from .torch_apply import TorchRegridder
+    from .weights import METHODS, NORM_TYPES, Weights, read_weights
 
 __all__ = [
     "CellSet",
@@ -80,9 +98,14 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):  # lazy: importing torch only when the torch regridder is used
-    if name == "TorchRegridder":
-        from .torch_apply import TorchRegridder
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
-        return TorchRegridder
-    raise AttributeError(name)
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

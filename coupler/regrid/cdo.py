@@ -23,11 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import shapely
 
-from .crs import RegridError
+from bmi_dhydro._extras import require
+
+from .crs import REGRIDDING, RegridError
 from .grids import CellSet, Grid, Polygons
 from .weights import Weights
+
+shapely = require("shapely", "geo", REGRIDDING)
 
 __all__ = ["cdo_available", "write_cdo_cells", "write_cdo_grid", "read_scrip_weights", "cdo_weights"]
 

@@ -15,7 +15,13 @@ import math
 from typing import Any, Mapping
 
 import numpy as np
-from pyproj import CRS, Transformer
+
+from bmi_dhydro._extras import require
+
+#: the feature named when the 'geo' extra is missing
+REGRIDDING = "regridding (coupler.regrid, dhydro regrid, gridded forcing)"
+_pyproj = require("pyproj", "geo", REGRIDDING)
+CRS, Transformer = _pyproj.CRS, _pyproj.Transformer
 
 __all__ = [
     "LONLAT",

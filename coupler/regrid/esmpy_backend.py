@@ -25,10 +25,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import shapely
 
-from .crs import LONLAT, RegridError, transform_xy
+from bmi_dhydro._extras import require
+
+from .crs import LONLAT, REGRIDDING, RegridError, transform_xy
 from .grids import CellSet, Grid, Polygons
+
+shapely = require("shapely", "geo", REGRIDDING)
 
 __all__ = ["import_esmpy", "esmpy_weights"]
 

@@ -29,11 +29,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import shapely
-from pyproj import CRS
 
-from .crs import (LONLAT, RegridError, as_crs, crs_from_attrs, describe, is_equal_area, laea_crs,
-                  transform_xy, transformer)
+from bmi_dhydro._extras import require
+
+from .crs import (CRS, LONLAT, REGRIDDING, RegridError, as_crs, crs_from_attrs, describe, is_equal_area,
+                  laea_crs, transform_xy, transformer)
+
+shapely = require("shapely", "geo", REGRIDDING)
 
 __all__ = ["CellSet", "Grid", "Polygons", "read_grid", "read_polygons", "read_cells", "write_scrip",
            "write_esmf_mesh", "VECTOR_SUFFIXES", "NETCDF_SUFFIXES"]
@@ -771,8 +773,8 @@ def read_polygons(path: str | os.PathLike, id_field: str | None = None, layer: s
 
 
 def _read_ogr(path: Path, layer: str | int | None) -> tuple[np.ndarray, dict, CRS | None, str | None]:
-    import pyogrio
-    import pyogrio.raw
+    pyogrio = require("pyogrio", "geo", f"reading the vector file {path.name}")
+    require("pyogrio.raw", "geo", f"reading the vector file {path.name}")
 
     try:
         layers = pyogrio.list_layers(str(path))
@@ -802,7 +804,7 @@ def _read_ogr(path: Path, layer: str | int | None) -> tuple[np.ndarray, dict, CR
 
 
 def _read_geoparquet(path: Path) -> tuple[np.ndarray, dict, CRS | None]:
-    import pyarrow.parquet as pq
+    pq = require("pyarrow.parquet", "geo", f"reading the GeoParquet file {path.name}")
 
     try:
         table = pq.read_table(str(path))

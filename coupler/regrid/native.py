@@ -45,12 +45,14 @@ import warnings
 from typing import Any
 
 import numpy as np
-import shapely
-from pyproj import CRS
 
-from .crs import LONLAT, RegridError, authalic_radius, describe, ellipsoid_area_lonlat_box, is_equal_area, \
-    laea_crs, transform_xy
+from bmi_dhydro._extras import require
+
+from .crs import CRS, LONLAT, REGRIDDING, RegridError, authalic_radius, describe, ellipsoid_area_lonlat_box, \
+    is_equal_area, laea_crs, transform_xy
 from .grids import CellSet, Grid
+
+shapely = require("shapely", "geo", REGRIDDING)
 
 __all__ = ["choose_area_crs", "conserve_weights", "conserve_weights_sphere", "bilinear_weights", "nearest_stod_weights",
            "nearest_dtos_weights"]

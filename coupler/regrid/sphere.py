@@ -37,9 +37,12 @@ import warnings
 from typing import Any
 
 import numpy as np
-import shapely
 
-from .crs import LONLAT, RegridError, describe, transformer
+from bmi_dhydro._extras import require
+
+from .crs import LONLAT, REGRIDDING, RegridError, describe, transformer
+
+shapely = require("shapely", "geo", REGRIDDING)
 
 __all__ = ["lonlat_to_xyz", "xyz_to_lonlat", "ring_signed_areas", "polygon_areas_xyz", "CHARTS", "Chart",
            "chart_of", "SphereCells", "sphere_cells"]
