@@ -60,13 +60,32 @@ def realization(init_config_pattern: str, forcing_pattern: str, start: str, end:
 
 def write_ngen_configs(hydrofabric, out, attributes=None, forcing_pattern="./forcing/{{id}}.csv", checkpoint=None,
                        layer=None, id_field=None, start="2015-12-01 00:00:00", end="2015-12-30 23:00:00",
-                       precip_field="precip_rate") -> list[Path]:
-    """Write ``OUT/config/<id>.yaml`` for every divide and ``OUT/realization.json``.  Returns the written paths."""
+                       precip_field="precip_rate", min_climate_days: int = 365, names=None) -> list[Path]:
+    """Write ``OUT/attributes.csv`` and ``OUT/attributes_provenance.csv`` (each attribute of each divide from the
+    best available source, see :mod:`bmi_dhydro.divide_attributes`; ``attributes`` is the user table, consulted
+    after the divide's forcing and the hydrofabric and before the nearest CAMELS basin), ``OUT/config/<id>.yaml``
+    for every divide (pointing at ``OUT/attributes.csv``) and ``OUT/realization.json``.  Returns the written paths.
+
+    The forcing for the climate attributes is found from ``forcing_pattern`` relative to the working directory,
+    else relative to ``OUT`` (where ngen runs the realization)."""
+    from .checkpoint import default_checkpoint_path, read_checkpoint
+    from .divide_attributes import derive_attributes, source_summary, write_attributes
+
     hydrofabric = Path(hydrofabric).resolve()
     out = Path(out)
     (out / "config").mkdir(parents=True, exist_ok=True)
-    table = from_hydrofabric(hydrofabric, layer, id_field, attributes)
-    written = []
+    if names is None:
+        names = read_checkpoint(Path(checkpoint) if checkpoint else default_checkpoint_path())["config"]["attributes"]
+    climate_pattern = forcing_pattern
+    if climate_pattern and not Path(climate_pattern).is_absolute() and not Path(climate_pattern).parent.is_dir() \
+            and (out / Path(climate_pattern).parent).is_dir():
+        climate_pattern = str(out / climate_pattern)
+    values, sources = derive_attributes(hydrofabric, names, climate_pattern, attributes, layer, id_field,
+                                        min_climate_days=min_climate_days)
+    table_path, prov_path = write_attributes(values, sources, out)
+    print(f"attributes of {len(values)} divides by source ({source_summary(sources)}): {table_path}, {prov_path}")
+    table = from_hydrofabric(hydrofabric, layer, id_field, table_path)
+    written = [table_path, prov_path]
     for uid in table.ids:
         cfg = {
             "model": {"checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None},
@@ -78,8 +97,7 @@ def write_ngen_configs(hydrofabric, out, attributes=None, forcing_pattern="./for
             cfg["units"]["layer"] = layer
         if id_field:
             cfg["units"]["id_field"] = id_field
-        if attributes:
-            cfg["units"]["attributes_table"] = os.path.relpath(Path(attributes).resolve(), out / "config")
+        cfg["units"]["attributes_table"] = os.path.relpath(table_path.resolve(), (out / "config").resolve())
         p = out / "config" / f"{uid}.yaml"
         p.write_text(yaml.safe_dump(cfg, sort_keys=False))
         written.append(p)

@@ -125,13 +125,23 @@ def _read_geoparquet(path):
     return {"crs": crs}, geoms, df
 
 
-def from_hydrofabric(path, layer=None, id_field=None, attributes_table=None) -> UnitTable:
-    """Divides from a NextGen hydrofabric GeoPackage (layer ``divides``) or a GeoJSON catchment file.
+@dataclass
+class Divides:
+    """The divides of a hydrofabric as read: ids, the layer's fields, polygons, centroids and areas with their source."""
+    path: Path
+    layer: str | None
+    frame: pd.DataFrame
+    ids: list[str]
+    geometry: np.ndarray
+    crs: object
+    lon: np.ndarray
+    lat: np.ndarray
+    area_km2: np.ndarray
+    area_source: str
 
-    Area comes from ``areasqkm`` (or the polygon area in an equal-area projection); lat/lon are the centroids
-    in EPSG:4326.  Model attributes come from ``attributes_table`` (CSV with an ``id`` column) or, failing that,
-    from numeric columns of the layer itself.
-    """
+
+def read_divides(path, layer=None, id_field=None) -> Divides:
+    """Read a hydrofabric's divides (GeoPackage layer ``divides`` by default, GeoJSON, GeoParquet) without geopandas."""
     path = Path(path)
     feature = f"reading the hydrofabric {path.name}"
     pyogrio = require("pyogrio", "geo", feature)
@@ -156,13 +166,29 @@ def from_hydrofabric(path, layer=None, id_field=None, attributes_table=None) -> 
     cen = shapely.centroid(geom)
     to_ll = Transformer.from_crs(crs, 4326, always_xy=True)
     lon, lat = to_ll.transform(np.array([c.x for c in cen]), np.array([c.y for c in cen]))
+    where = layer or path.stem
     if "areasqkm" in df.columns:
         area = pd.to_numeric(df["areasqkm"]).to_numpy(dtype="float64")
+        area_source = f"{where}.areasqkm"
     else:
         to_ea = Transformer.from_crs(crs, 5070, always_xy=True)  # CONUS Albers equal-area
         projected = shapely.transform(geom, lambda xy: np.column_stack(to_ea.transform(xy[:, 0], xy[:, 1])))
         area = shapely.area(projected) / 1e6
+        area_source = f"{where} polygon area (EPSG:5070 equal-area)"
     ids = [str(v) for v in df[idc]]
+    return Divides(path, layer, df, ids, geom, crs, np.asarray(lon, dtype="float64"), np.asarray(lat, dtype="float64"),
+                   np.asarray(area, dtype="float64"), area_source)
+
+
+def from_hydrofabric(path, layer=None, id_field=None, attributes_table=None) -> UnitTable:
+    """Divides from a NextGen hydrofabric GeoPackage (layer ``divides``) or a GeoJSON catchment file.
+
+    Area comes from ``areasqkm`` (or the polygon area in an equal-area projection); lat/lon are the centroids
+    in EPSG:4326.  Model attributes come from ``attributes_table`` (CSV with an ``id`` column) or, failing that,
+    from numeric columns of the layer itself.
+    """
+    d = read_divides(path, layer, id_field)
+    df, area, lon, lat, ids = d.frame, d.area_km2, d.lon, d.lat, d.ids
     attrs: dict[str, np.ndarray] = {}
     if attributes_table is not None:
         at = pd.read_csv(attributes_table, dtype={"id": str})

@@ -90,8 +90,11 @@ def _cmd_evaluate(args) -> int:
 def _cmd_ngen_config(args) -> int:
     from bmi_dhydro.ngen import write_ngen_configs
 
+    if args.min_climate_days < 1:
+        raise UsageError(f"--min-climate-days: expected 1 or more days, got {args.min_climate_days}")
     write_ngen_configs(args.hydrofabric, args.out, attributes=args.attributes, forcing_pattern=args.forcing_pattern,
-                       checkpoint=args.checkpoint, layer=args.layer, id_field=args.id_field, start=args.start, end=args.end)
+                       checkpoint=args.checkpoint, layer=args.layer, id_field=args.id_field, start=args.start, end=args.end,
+                       min_climate_days=args.min_climate_days)
     return 0
 
 
@@ -146,11 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_evaluate)
 
-    n = sub.add_parser("ngen-config", help="write ngen per-catchment BMI configs and a realization for a hydrofabric")
+    n = sub.add_parser("ngen-config", help="write ngen per-catchment BMI configs and a realization for a hydrofabric",
+                       description="Write OUT/config/<id>.yaml per divide, OUT/realization.json, OUT/attributes.csv "
+                                   "(the model attributes of every divide) and OUT/attributes_provenance.csv (where "
+                                   "each value came from). Each attribute comes from the first source that has it: "
+                                   "climate attributes from the divide's forcing (--forcing-pattern; at least "
+                                   "--min-climate-days complete days), area/elevation/slope from the hydrofabric, then "
+                                   "the --attributes table, then the nearest CAMELS basin.")
     n.add_argument("hydrofabric", help="GeoPackage or GeoJSON with the divides")
     n.add_argument("--out", required=True, help="output folder")
-    n.add_argument("--attributes", help="CSV of model attributes per divide id (column 'id')")
-    n.add_argument("--forcing-pattern", default="./forcing/{{id}}.csv", help="forcing path pattern for the realization")
+    n.add_argument("--attributes", help="user CSV of model attributes per divide id (column 'id'): used for what "
+                                        "the forcing and the hydrofabric do not give, before the nearest CAMELS basin")
+    n.add_argument("--forcing-pattern", default="./forcing/{{id}}.csv",
+                   help="forcing path pattern for the realization; also read for the climate attributes (relative to "
+                        "the working directory, else to --out; a CSV named <id>*.csv in its folder also matches)")
+    n.add_argument("--min-climate-days", type=int, default=365,
+                   help="complete days of forcing a divide needs for its climate attributes to come from it "
+                        "(default %(default)s; shorter records fall back to the table or CAMELS)")
     n.add_argument("--checkpoint", help="checkpoint to reference (default: bundled)")
     n.add_argument("--layer", default=None, help="GeoPackage layer (default divides)")
     n.add_argument("--id-field", default=None, help="id column (default divide_id or id)")
