@@ -235,6 +235,10 @@ class DeltaModel(nn.Module):
         view = copy.copy(self)  # a new instance dict; modules, parameters and buffers are the same objects
         view.__dict__["config"] = self.config.model_copy(update={"dt_days": float(dt_days)})
         view.__dict__["uh_len"] = physics.uh_length(dt_days) if self.config.routing else 0
+        # the routing keeps the daily-trained timing: the daily unit hydrograph centred on the day that made the
+        # runoff (physics.gamma_uh's center_days), so daily totals follow the daily model's (bench/bench_hourly.py)
+        if dt_days < self.config.dt_days:
+            view.__dict__["uh_center_days"] = 0.5 * self.config.dt_days
         return view
 
     @property
@@ -269,7 +273,8 @@ class DeltaModel(nn.Module):
         static = physics.scale_rates(static, self.config.dt_days)
         uh = None
         if self.config.routing:
-            uh = physics.gamma_uh(route["route_a"], route["route_b"], self.uh_len, self.config.dt_days)
+            uh = physics.gamma_uh(route["route_a"], route["route_b"], self.uh_len, self.config.dt_days,
+                                  center_days=self.__dict__.get("uh_center_days", 0.0))
         return Prepared(attrs_norm, static, route, uh)
 
     def physical_parameters(self, attributes, forcings=None, state: ModelState | None = None) -> dict:

@@ -31,13 +31,25 @@ def uh_length(dt_days: float) -> int:
     return max(1, int(round(UH_DAYS / dt_days)))
 
 
-def gamma_uh(route_a: torch.Tensor, route_b: torch.Tensor, length: int, dt_days: float = 1.0) -> torch.Tensor:
-    """Unit-hydrograph weights ``(n_units, length)`` summing to one along the last axis."""
+def gamma_uh(route_a: torch.Tensor, route_b: torch.Tensor, length: int, dt_days: float = 1.0,
+             center_days: float = 0.0) -> torch.Tensor:
+    """Unit-hydrograph weights ``(n_units, length)`` summing to one along the last axis.
+
+    ``center_days`` (sub-daily steps of a daily-trained model): the daily weights ``w_j ∝ g(j + 0.5)`` are the
+    fractions of a day's runoff that leave j days later, counted between the days' centres; the equivalent kernel
+    over the lag τ at a finer step is ``g(τ + center_days)`` for τ ≥ −center_days.  Ordinates are evaluated at
+    ``(k + 0.5)·dt + center_days`` for k = −m..length−1 (m = center_days / dt, rounded), normalised together, and
+    the part at negative lags is released in the first step (causal).  With center_days = 0 (the default) this is
+    the plain mid-point rule above."""
     a = torch.relu(route_a) + 0.1
     theta = torch.relu(route_b) + 0.5
-    t = (torch.arange(length, dtype=a.dtype, device=a.device) + 0.5) * dt_days
+    m = int(round(center_days / dt_days)) if center_days else 0
+    t = (torch.arange(-m, length, dtype=a.dtype, device=a.device) + 0.5) * dt_days + center_days
     logw = (a.unsqueeze(-1) - 1.0) * torch.log(t) - t / theta.unsqueeze(-1)
-    return torch.softmax(logw, dim=-1)
+    w = torch.softmax(logw, dim=-1)
+    if m:
+        w = torch.cat([w[..., : m + 1].sum(-1, keepdim=True), w[..., m + 1:]], dim=-1)
+    return w
 
 
 def route_sequence(q: torch.Tensor, weights: torch.Tensor, buffer: torch.Tensor | None = None):

@@ -1,0 +1,165 @@
+"""`stepping: hourly` against the daily model on CAMELS basins: skill of the daily totals, mass, and ngen's cost.
+
+    python bench/bench_hourly.py            # the bundled Daymet basins, test period 1995-10-01..2010-09-30
+    python bench/bench_hourly.py --quick    # 2 basins, 2 test years
+
+The bundled model (daily network) runs through the BMI twice on the bundled CAMELS Daymet basins (10 basins, 4 of
+them validation basins the model never trained on), one instance over all basins, a 365-day spin-up before the
+test period:
+
+* **daily**: ``time_step: 86400`` — the daily model itself (what `dhydro run` and the README's skill table use);
+* **hourly**: ``time_step: 3600, stepping: hourly`` — each day's precipitation spread evenly over its 24 hours and
+  the daily mean temperature held, so the network sees the same daily aggregates; the physics and routing step
+  hourly.  The hourly runoff is summed to days.
+
+Reported: NSE of each against observed daily streamflow per basin, the difference, the largest relative mass-balance
+error of the hourly run over all steps, and ngen's per-catchment call pattern (``bench/bmi_bench.py``'s replay of
+ngen's Bmi_Py_Formulation calls, one catchment, real hourly AORC forcing of cat-27) in µs per catchment-step for
+both modes.  Writes ``bench/results/hourly.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PRECIP = "atmosphere_water__liquid_equivalent_precipitation_rate"
+TEMP = "land_surface_air__temperature"
+DEPTH = "land_surface_water__runoff_depth"
+
+
+def nse(sim, obs):
+    ok = np.isfinite(obs) & np.isfinite(sim)
+    o, s = obs[ok], sim[ok]
+    return float(1.0 - np.sum((s - o) ** 2) / np.sum((o - o.mean()) ** 2))
+
+
+def run_bmi(cfg_path, prcp_mm_d, tmean_c, hourly: bool):
+    """Daily runoff (mm d-1), (days, units), and the largest relative mass-balance error."""
+    from bmi_dhydro import BmiDeltaModel
+
+    b = BmiDeltaModel()
+    b.initialize(str(cfg_path))
+    n_days, n = prcp_mm_d.shape
+    k = 24 if hourly else 1
+    out = np.zeros((n_days, n))
+    worst = 0.0
+    p_rate = prcp_mm_d / 86400.0  # mm s-1: the same rate every hour of the day
+    t_k = tmean_c + 273.15
+    for d in range(n_days):
+        b.set_value(TEMP, t_k[d])
+        for _ in range(k):
+            b.set_value(PRECIP, p_rate[d])
+            b.update()
+            out[d] += b.get_value_ptr(DEPTH) * 1000.0
+        if hourly and d % 30 == 0:
+            m = [b.get_value_ptr(f"ngen::mass_{x}") for x in ("in", "out", "stored", "leaked")]
+            worst = max(worst, float(np.max(np.abs(m[0] - m[1] - m[2] - m[3]) / m[0])))
+    b.finalize()
+    return out, worst
+
+
+def ngen_cost(tmp: Path, stepping: str, steps: int) -> float:
+    sys.path.insert(0, str(HERE))
+    import bmi_bench
+
+    row = pd.read_csv(ROOT / "examples/ngen/data/attributes.csv", dtype={"id": str}).set_index("id").loc["cat-27"]
+    row = row.drop(labels=["attribute_source"], errors="ignore")
+    cfg = {"units": {"ids": ["cat-27"], "area_km2": [18.92], "lat": [35.18], "lon": [-80.73],
+                     "attributes": {a: [float(v)] for a, v in row.items()}},
+           "time": {"time_step": 3600, "start": "2015-12-01 00:00:00"}, "stepping": stepping}
+    p = tmp / f"ngen_{stepping}.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    best = min(bmi_bench.ngen_pattern_us(p, steps, None)["us_per_catchment_step"] for _ in range(3))
+    return best
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    from bmi_dhydro.checkpoint import load_checkpoint
+    from bmi_dhydro.datasets import bundled_camels_root, open_camels
+
+    model, payload = load_checkpoint()
+    root = bundled_camels_root()
+    basins = sorted(p.name.split("_")[0] for p in (root / "basin_mean_forcing" / "daymet").glob("*/*_lump_*forcing*.txt"))
+    test = ("1995-10-01", "2010-09-30") if not args.quick else ("1995-10-01", "1997-09-30")
+    if args.quick:
+        basins = basins[:2]
+    t0 = pd.Timestamp(test[0]) - pd.Timedelta(days=365)
+    ds = open_camels(root, basins, "daymet", model.config.attributes, start=str(t0.date()), end=test[1])
+    ids = [str(b) for b in ds.basin.values]
+    prcp = ds["prcp"].transpose("time", "basin").to_numpy()
+    tmean = ((ds["tmax"] + ds["tmin"]) / 2.0).transpose("time", "basin").to_numpy() if "tmax" in ds else \
+        ds["tmean"].transpose("time", "basin").to_numpy()
+    days = pd.DatetimeIndex(ds["time"].values)
+    obs = ds["qobs"].transpose("time", "basin").to_numpy()
+    units = {"ids": ids, "area_km2": [float(x) for x in ds["area_km2"].values], "lat": [float(x) for x in ds["lat"].values],
+             "lon": [float(x) for x in ds["lon"].values],
+             "attributes": {a: [float(x) for x in ds[a].values] for a in model.config.attributes}}
+    from bmi_dhydro.evaluate import _roles
+
+    roles = dict(zip(ids, _roles(payload, ids)))
+    res, wall = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for mode in ("daily", "hourly"):
+            cfg = {"units": units, "time": {"time_step": 86400 if mode == "daily" else 3600,
+                                            "start": f"{t0.date()} 00:00:00"}}
+            if mode == "hourly":
+                cfg["stepping"] = "hourly"
+            p = tmp / f"{mode}.yaml"
+            p.write_text(yaml.safe_dump(cfg))
+            t_start = time.perf_counter()
+            res[mode] = run_bmi(p, prcp, tmean, hourly=mode == "hourly")
+            wall[mode] = time.perf_counter() - t_start
+            print(f"{mode}: {wall[mode]:.1f} s", file=sys.stderr)
+        cost = {s: ngen_cost(tmp, s, 2000 if args.quick else 6000) for s in ("daily_release", "hourly")}
+    keep = (days >= pd.Timestamp(test[0])) & (days <= pd.Timestamp(test[1]))
+    rows = []
+    for j, b in enumerate(ids):
+        nd = nse(res["daily"][0][keep, j], obs[keep, j])
+        nh = nse(res["hourly"][0][keep, j], obs[keep, j])
+        rows.append({"basin": b, "role": roles[b], "nse_daily": nd, "nse_hourly": nh, "diff": nh - nd,
+                     "volume_ratio": float(np.nansum(res["hourly"][0][keep, j]) / np.nansum(res["daily"][0][keep, j]))})
+    df = pd.DataFrame(rows)
+    load = os.getloadavg()[0]
+    lines = [f"# `stepping: hourly` against the daily model (`python bench/bench_hourly.py`{' --quick' if args.quick else ''})", "",
+             f"Bundled model, bundled CAMELS Daymet basins ({len(ids)}), test period {test[0]}..{test[1]} after a "
+             "365-day spin-up, one BMI instance per mode. hourly: each day's precipitation spread evenly over 24 hours, "
+             "the daily mean temperature held; daily totals of the hourly runoff against USGS daily flow. "
+             f"Load average {load:.1f} at the end.", "",
+             "| basin | role | NSE daily | NSE hourly (daily totals) | difference | volume hourly / daily |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['basin']} | {r['role']} | {r['nse_daily']:.3f} | {r['nse_hourly']:.3f} | {r['diff']:+.3f} | "
+                     f"{r['volume_ratio']:.3f} |")
+    lines += [f"| **median** | | {df.nse_daily.median():.3f} | {df.nse_hourly.median():.3f} | "
+              f"{df['diff'].median():+.3f} (largest \\|difference\\| {df['diff'].abs().max():.3f}) | |", "",
+              f"Mass balance of the hourly run: largest relative error {res['hourly'][1]:.1e} (in − out − stored − leaked, "
+              "checked every 30 days over every unit).", "",
+              f"Run time: daily {wall['daily']:.1f} s, hourly {wall['hourly']:.1f} s.", "",
+              "ngen's per-catchment call pattern (one catchment, real hourly AORC forcing; minimum of 3 runs): "
+              f"daily_release {cost['daily_release']:.1f} µs, hourly {cost['hourly']:.1f} µs per catchment-step "
+              f"(×{cost['hourly'] / cost['daily_release']:.2f}).", ""]
+    (HERE / "results").mkdir(exist_ok=True)
+    name = "hourly_quick" if args.quick else "hourly"
+    (HERE / "results" / f"{name}.md").write_text("\n".join(lines))
+    (HERE / "results" / f"{name}.json").write_text(json.dumps({"rows": rows, "mass_max_rel": res["hourly"][1],
+                                                                "ngen_us": cost, "wall_s": wall, "load": load}, indent=1))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
