@@ -92,6 +92,9 @@ class ValidationSection(_Strict):
     basin_fraction: float = Field(0.0, ge=0.0, lt=1.0)  # share of the basins held out of training
     every_epochs: int = Field(1, ge=1)
     patience: int | None = Field(None, ge=1)  # stop after this many validations without improvement
+    # seed of the held-out basin split (null: training.seed); fixing it keeps the same validation basins when the
+    # training seed changes, so runs with different seeds are compared on the same basins
+    seed: int | None = None
 
 
 class NetworkSection(_Strict):
@@ -449,7 +452,8 @@ def train(cfg: TrainConfig, base_dir: Path, progress: bool = True, resume: bool 
                               f"or choose another output.dir")
     ds = load_training_data(cfg, base_dir)
     basins = [str(b) for b in ds.basin.values]
-    train_idx, val_idx = split_basins(basins, ds["huc_02"].values, cfg.validation.basin_fraction, opt.seed)
+    train_idx, val_idx = split_basins(basins, ds["huc_02"].values, cfg.validation.basin_fraction,
+                                      opt.seed if cfg.validation.seed is None else cfg.validation.seed)
 
     # training arrays over the train period plus its warm-up
     tr0 = pd.Timestamp(cfg.periods.train[0])
