@@ -296,3 +296,27 @@ def test_training_in_bfloat16_records_it_and_saves_float32(tmp_path):
     assert all(v.dtype in (torch.float32, torch.bool) for v in payload["state_dict"].values())
     with pytest.raises(ValueError, match="precision"):
         tr.load_train_config(_tiny_config(tmp_path, training={"precision": "float16"}))
+
+
+def test_validation_seed_fixes_the_held_out_basins_whatever_the_training_seed(tmp_path):
+    """validation.seed: runs with different training seeds are compared on the same held-out basins."""
+    from bmi_dhydro import train as tr
+
+    hucs = ["02", "02", "05", "04", "10", "11"]  # the tiny config's basins: one of the two HUC-02 basins is held out
+    picks = {s: tr.split_basins(list(range(6)), hucs, 0.34, s)[1] for s in range(20)}
+    a = 0
+    b = next(s for s in picks if picks[s] != picks[a])  # training seeds whose own splits differ
+
+    def held_out(name, seed, vseed):
+        (tmp_path / name).mkdir()
+        cfg, base = tr.load_train_config(_tiny_config(tmp_path / name, training={"epochs": 1, "iterations_per_epoch": 1,
+                                                                                 "seed": seed},
+                                                      validation={"seed": vseed}))
+        res = tr.train(cfg, base, progress=False)
+        return torch.load(res["checkpoint"], weights_only=True)["provenance"]["data"]["validation_basins"]
+
+    own_b = held_out("b_own", b, None)
+    fixed_b = held_out("b_fixed", b, a)
+    own_a = held_out("a_own", a, None)
+    assert own_a != own_b  # without validation.seed the split follows the training seed
+    assert fixed_b == own_a  # with it, the held-out basins are those of split seed a
