@@ -340,15 +340,31 @@ def test_real_forcing_helper_is_real():
     assert f.shape == (60, 15, 3) and float(f[..., 0].max()) > 5 and float(f[..., 2].min()) >= 0
 
 
-def test_large_dynamic_gradients_with_huge_page_advice(monkeypatch):
-    """Dynamic-parameter gradients are written once per element into unfilled (huge-page advised) buffers.
-
-    The threshold is lowered so a small problem takes the path the benchmark sizes take; a stale or skipped
-    element would show up as garbage against the eager oracle.
+def test_large_dynamic_gradients_written_once_into_populated_buffers():
+    """Dynamic-parameter gradients are written once per element, straight into unfilled buffers whose pages the
+    kernel's threads fault in ahead (MADV_POPULATE_WRITE, whole pages of each thread's rows only); a stale or
+    skipped element would show up as garbage against the eager oracle.  Rows of 400 x 16 floats (25.6 KB) have
+    whole pages inside and partial pages at the thread boundary.
     """
-    monkeypatch.setattr(fast, "_HUGE_MIN_BYTES", 1 << 20)
     state, forc, static, dyn, cap = bounds_problem(400, 16, 120, torch.float32, "hbv1.0", seed=21, forcing="camels")
     assert all(v.numel() * 4 >= (1 << 20) for v in dyn.values())
     res = run_both(state, forc, static, dyn, cap, outputs=("q", "et"))
-    assert_equal(res, TOL[torch.float32], "huge-page path")
+    assert_equal(res, TOL[torch.float32], "populated-buffer path")
     assert float(res["eager"][1]["BETA"].abs().max()) > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradients_do_not_depend_on_unused_outputs(dtype):
+    """Outputs nobody differentiates read one shared row of zeros in the adjoint: the gradients of a loss on q
+    are the same bits whether the other outputs were requested (and left without gradient) or not."""
+    state, forc, static, dyn, cap = bounds_problem(50, 4, 40, dtype, "hbv1.1p", seed=5, forcing="camels")
+    grads = []
+    for outputs in (("q",), fast.FAST_OUTPUTS):
+        st = {k: v.clone().requires_grad_() for k, v in static.items()}
+        dy = {k: v.clone().requires_grad_() for k, v in dyn.items()}
+        _, out = fast.hbv_unroll(state, forc, st, dy, cap, outputs=outputs, engine="fast", chunk=16)
+        leaves = [*st.values(), *dy.values()]
+        grads.append(torch.autograd.grad((out["q"] * 1.5).sum(), leaves))
+    for a, b in zip(*grads):
+        assert torch.equal(a, b) and bool((a.view(-1).view(torch.int32 if dtype == torch.float32 else torch.int64)
+                                           == b.view(-1).view(torch.int32 if dtype == torch.float32 else torch.int64)).all())

@@ -47,7 +47,12 @@ only the states at the start of every chunk of ``chunk`` steps (``5·n·nmul`` v
 pass walks the chunks backwards; for each unit it recomputes the chunk forward from its start state into a small
 per-thread scratch (states and the ``pow``/``log`` values), then runs the adjoint backwards through the chunk.
 Memory is therefore ``O(T/chunk · n · nmul)`` instead of the eager graph's dozens of tensors per step, and there
-is no autograd graph per step.  Double backward is not supported.
+is no autograd graph per step.  The dynamic parameters' gradients (as large as the parameters)
+are written once, straight into fresh buffers whose pages each thread faults in ahead for its own rows
+(``MADV_POPULATE_WRITE``); a transparent huge-page advice was tried and cost more system time than 4 KiB faults at
+1e5 units (bench/results/backward.md).  Keeping the forward's ``pow``/``log`` values for the backward was measured
+and not kept: they are a third of the recompute, less than writing and faulting in the stored values costs.
+Double backward is not supported.
 
 The C++ source is in ``csrc/`` next to this file (``hbv_kernel.cpp``; the C ABI in ``hbv_kernel.h``).  At first use
 ``csrc/Makefile`` (where the build flags are) builds it once per machine with ``make`` and the system C++ compiler
@@ -376,35 +381,6 @@ def resolve_engine(engine: str, device: torch.device | str = "cpu", dtype: torch
 _DT_CODE = {torch.float32: 0, torch.float64: 1}
 
 
-_HUGE_MIN_BYTES = 8 << 20
-_HUGE = 2 << 20
-_libc = None
-
-
-def _advise_huge(t: torch.Tensor) -> None:
-    """Ask for transparent huge pages on a fresh, untouched buffer (Linux ``madvise(MADV_HUGEPAGE)``).
-
-    The gradient of a dynamic parameter is as large as the parameter (T x n x nmul) and is written once, step by
-    step, at a stride of n x nmul: with 4 KiB pages that is a page fault and a TLB miss every few kilobytes.  Only
-    whole 2 MiB pages inside the buffer are advised; it is a hint, and any failure is ignored.
-    """
-    global _libc
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-            _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        start = t.data_ptr()
-        end = start + t.numel() * t.element_size()
-        a = (start + _HUGE - 1) // _HUGE * _HUGE
-        b = end // _HUGE * _HUGE
-        if b > a:
-            _libc.madvise(a, b - a, 14)  # MADV_HUGEPAGE
-    except (OSError, AttributeError):
-        pass
-
-
 def _ptr(t: torch.Tensor | None):
     return None if t is None else t.data_ptr()
 
@@ -499,12 +475,10 @@ class _HbvUnroll(torch.autograd.Function):
         g_states = [torch.empty((n, nmul), dtype=dtype) if need[2 + k] else None for k in range(_NS)]
         for k, g in enumerate(g_states):
             args.g_state_in[k] = _ptr(g)
-        # every element is written once by the kernel (no zero fill); large fresh buffers get transparent huge pages
+        # every element is written once by the kernel (no zero fill); the kernel's threads fault in the pages of
+        # the dynamic parameters' gradients, their own rows each (MADV_POPULATE_WRITE)
         g_params = [torch.empty_like(p) if need[2 + _NS + i] else None
                     for i, p in enumerate(params)]
-        for g in g_params:
-            if g is not None and g.numel() * g.element_size() >= _HUGE_MIN_BYTES:
-                _advise_huge(g)
         for i, g in enumerate(g_params):
             args.g_param[i] = _ptr(g)
         _run(lib.hbv_backward, args, dtype, "backward")

@@ -8,6 +8,11 @@
 #include <thread>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
 #if defined(__FMA__) || defined(__aarch64__) || defined(__ARM_FEATURE_FMA)
 #define HBV_FMA(a, b, c) __builtin_fma((a), (b), (c))
 #else
@@ -538,6 +543,22 @@ HBV_INLINE void spread_forcing(const T* F, int64_t t, int64_t n, int64_t ub, int
   }
 }
 
+// Fault in the whole pages of [p, p + bytes) now (Linux 5.14+ MADV_POPULATE_WRITE; elsewhere, or when the kernel
+// refuses, nothing happens and the first store faults them in as before).  The dynamic parameters' gradients are
+// fresh, untouched buffers as large as the parameters: faulting them in with one call per row is cheaper than a
+// fault on every page at the first store, and each thread does its own rows, in parallel.  (The transparent
+// huge-page advice used before cost more system time than 4 KiB faults at 1e5 units: bench/results/backward.md.)
+inline void populate_write(void* p, size_t bytes) {
+#if defined(__linux__)
+  static const uintptr_t pg = [] { const long v = sysconf(_SC_PAGESIZE); return v > 0 ? uintptr_t(v) : uintptr_t(4096); }();
+  const uintptr_t a = (reinterpret_cast<uintptr_t>(p) + pg - 1) & ~(pg - 1);
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(pg - 1);
+  if (b > a) (void)madvise(reinterpret_cast<void*>(a), b - a, 23 /* MADV_POPULATE_WRITE */);
+#else
+  (void)p; (void)bytes;
+#endif
+}
+
 template <class T, bool CAP>
 void forward_units(const Args& a, int64_t u0, int64_t u1) {
   View<T> v(a);
@@ -611,9 +632,21 @@ void backward_units(const Args& a, int64_t u0, int64_t u1) {
   const T* ck = static_cast<const T*>(a.ckpt);
   // gstat accumulates the static parameters' gradients of the block; dynamic ones go through gcur (below);
   // gradients nobody asked for go to a sink
-  std::vector<T> gst(NS * BM), gstat(NP * BM), gcur(NP * BM), scr((K + 1) * SLOT), fb(3 * BM), gfb(3 * BM),
-      gobv(NO * BM, T(0)), psink(BM);
-  T* __restrict gob = &gobv[0];
+  // zrow: a row of zeros, read in place of the adjoint of an output nobody differentiates and as the start of a
+  // dynamic parameter's gradient (0 + g: the same bits as accumulating into a zeroed row)
+  std::vector<T> gst(NS * BM), gstat(NP * BM), scr((K + 1) * SLOT), fb(3 * BM), gfb(3 * BM), gobv(NO * BM, T(0)),
+      psink(BM), zrow(BM, T(0));
+  T* gob = &gobv[0];
+  const T* gor[NO];
+  for (int o = 0; o < NO; ++o) gor[o] = a.g_out[o] ? &gobv[o * BM] : &zrow[0];
+  const T *go_q = gor[O_Q], *go_q0 = gor[O_Q0], *go_q1 = gor[O_Q1], *go_q2 = gor[O_Q2], *go_et = gor[O_ET],
+          *go_lk = gor[O_LEAK], *go_rc = gor[O_RECH], *go_ex = gor[O_EXCESS], *go_pc = gor[O_PERC], *go_cp = gor[O_CAP],
+          *go_sp = gor[O_SP], *go_mw = gor[O_MW], *go_sm = gor[O_SM], *go_su = gor[O_SUZ], *go_sl = gor[O_SLZ];
+  for (int p = 0; p < NP; ++p) {
+    T* dst = static_cast<T*>(a.g_param[p]);
+    if (!a.param_dynamic[p] || !dst) continue;
+    for (int64_t t = 0; t < nT; ++t) populate_write(dst + (t * n + u0) * M, (u1 - u0) * M * sizeof(T));
+  }
   T* gF = static_cast<T*>(a.g_forcing);
   T* __restrict g0 = &gst[0];
   T* __restrict g1 = &gst[BM];
@@ -660,19 +693,24 @@ void backward_units(const Args& a, int64_t u0, int64_t u1) {
         prefetch_grads<T>(a, t - 1, n, ub, nb, M);
         spread_forcing(F, t, n, ub, nb, M, &fb[0], &fb[BM], &fb[2 * BM]);
         HBV_LOAD_PARAMS(t, ub);
-        // static parameters accumulate over the steps in gstat; a dynamic parameter's gradient of this step is
-        // collected in a zeroed row of gcur and copied out after the step (each element is written exactly
-        // once, so the caller's array needs no zero fill)
+        // each parameter's gradient row: q[e] = b[e] + g.  Static parameters accumulate over the steps in gstat
+        // (b == q); a dynamic parameter's gradient of this step goes straight to the caller's array as 0 + g
+        // (b = zrow: each element is written exactly once, so the array needs no zero fill); gradients nobody
+        // asked for go to a sink
         T* gpp[NP];
+        const T* gpb[NP];
         for (int p = 0; p < NP; ++p) {
           T* dst = static_cast<T*>(a.g_param[p]);
-          if (!a.param_dynamic[p]) gpp[p] = &gstat[p * BM];
-          else if (!dst) gpp[p] = &psink[0];
-          else { gpp[p] = &gcur[p * BM]; std::fill(gcur.begin() + p * BM, gcur.begin() + p * BM + E_, T(0)); }
+          if (!a.param_dynamic[p]) { gpp[p] = &gstat[p * BM]; gpb[p] = gpp[p]; }
+          else if (!dst) { gpp[p] = &psink[0]; gpb[p] = &zrow[0]; }
+          else { gpp[p] = dst + (t * n + ub) * M; gpb[p] = &zrow[0]; }
         }
         T *q_B = gpp[P_BETA], *q_FC = gpp[P_FC], *q_K0 = gpp[P_K0], *q_K1 = gpp[P_K1], *q_K2 = gpp[P_K2],
           *q_LP = gpp[P_LP], *q_PE = gpp[P_PERC], *q_UZ = gpp[P_UZL], *q_TT = gpp[P_TT], *q_CF = gpp[P_CFMAX],
           *q_CR = gpp[P_CFR], *q_CW = gpp[P_CWH], *q_BE = gpp[P_BETAET], *q_C = gpp[P_C];
+        const T *b_B = gpb[P_BETA], *b_FC = gpb[P_FC], *b_K0 = gpb[P_K0], *b_K1 = gpb[P_K1], *b_K2 = gpb[P_K2],
+                *b_LP = gpb[P_LP], *b_PE = gpb[P_PERC], *b_UZ = gpb[P_UZL], *b_TT = gpb[P_TT], *b_CF = gpb[P_CFMAX],
+                *b_CR = gpb[P_CFR], *b_CW = gpb[P_CWH], *b_BE = gpb[P_BETAET], *b_C = gpb[P_C];
         // adjoints of this step's outputs, spread over the columns (the mean over nmul divides by M)
         for (int o = 0; o < NO; ++o) {
           const T* g = static_cast<const T*>(a.g_out[o]);
@@ -690,25 +728,20 @@ void backward_units(const Args& a, int64_t u0, int64_t u1) {
           w.P = fP[e]; w.Tc = fT[e]; w.E = fE[e];
           HBV_SET_PARAMS(w, e);
           fw_step<T, true, CAP>(w);
-          const Outs<T> go = {gob[O_Q * BM + e], gob[O_Q0 * BM + e], gob[O_Q1 * BM + e], gob[O_Q2 * BM + e],
-                              gob[O_ET * BM + e], gob[O_LEAK * BM + e], gob[O_RECH * BM + e],
-                              gob[O_EXCESS * BM + e], gob[O_PERC * BM + e], gob[O_CAP * BM + e],
-                              gob[O_SP * BM + e], gob[O_MW * BM + e], gob[O_SM * BM + e], gob[O_SUZ * BM + e],
-                              gob[O_SLZ * BM + e]};
+          const Outs<T> go = {go_q[e], go_q0[e], go_q1[e], go_q2[e], go_et[e], go_lk[e], go_rc[e], go_ex[e],
+                              go_pc[e], go_cp[e], go_sp[e], go_mw[e], go_sm[e], go_su[e], go_sl[e]};
           St<T> gs = {g0[e], g1[e], g2[e], g3[e], g4[e]};
           Pars<T> gp;
           T gP, gT, gE;
           bw_step<T, CAP>(w, gs, go, gp, gP, gT, gE);
           g0[e] = gs.sp; g1[e] = gs.mw; g2[e] = gs.sm; g3[e] = gs.suz; g4[e] = gs.slz;
-          // (the sink may take several in one iteration: plain read-modify-writes in order, well defined)
-          q_B[e] += gp.BETA; q_FC[e] += gp.FC; q_K0[e] += gp.K0; q_K1[e] += gp.K1; q_K2[e] += gp.K2;
-          q_LP[e] += gp.LP; q_PE[e] += gp.PERC; q_UZ[e] += gp.UZL; q_TT[e] += gp.TT; q_CF[e] += gp.CFMAX;
-          q_CR[e] += gp.CFR; q_CW[e] += gp.CWH; q_BE[e] += gp.BETAET; q_C[e] += gp.C;
+          // (the sink may take several in one iteration: plain stores in order, well defined)
+          q_B[e] = b_B[e] + gp.BETA; q_FC[e] = b_FC[e] + gp.FC; q_K0[e] = b_K0[e] + gp.K0;
+          q_K1[e] = b_K1[e] + gp.K1; q_K2[e] = b_K2[e] + gp.K2; q_LP[e] = b_LP[e] + gp.LP;
+          q_PE[e] = b_PE[e] + gp.PERC; q_UZ[e] = b_UZ[e] + gp.UZL; q_TT[e] = b_TT[e] + gp.TT;
+          q_CF[e] = b_CF[e] + gp.CFMAX; q_CR[e] = b_CR[e] + gp.CFR; q_CW[e] = b_CW[e] + gp.CWH;
+          q_BE[e] = b_BE[e] + gp.BETAET; q_C[e] = b_C[e] + gp.C;
           gf[e] = gP; gf[BM + e] = gT; gf[2 * BM + e] = gE;
-        }
-        for (int p = 0; p < NP; ++p) {
-          T* dst = static_cast<T*>(a.g_param[p]);
-          if (a.param_dynamic[p] && dst) std::memcpy(dst + (t * n + ub) * M, &gcur[p * BM], E_ * sizeof(T));
         }
         if (gF) {
           for (int64_t ui = 0; ui < nb; ++ui) {
