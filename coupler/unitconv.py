@@ -39,9 +39,17 @@ class UnitError(ValueError):
 @functools.lru_cache(maxsize=1)
 def _registry() -> Any:
     # cf_xarray.units.units: pint registry with UDUNITS-2 preprocessing (powers "m2 s-2", "%", CF aliases);
-    # imported lazily, it pulls in xarray and matplotlib's unit support
-    from cf_xarray.units import units
+    # imported lazily, it pulls in xarray and matplotlib's unit support.  Building it, cf_xarray redefines some of
+    # pint's units (percent, year, C, d, h, ...) on purpose and pint logs a warning for each: not the user's concern
+    import logging
 
+    pint_log = logging.getLogger("pint")
+    level = pint_log.level
+    pint_log.setLevel(logging.ERROR)
+    try:
+        from cf_xarray.units import units
+    finally:
+        pint_log.setLevel(level)
     return units
 
 

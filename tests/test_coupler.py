@@ -293,3 +293,16 @@ def test_out_owns_every_file_a_coupled_run_writes(tmp_path):
     written = sorted(p.name for p in (tmp_path / "o").iterdir())
     assert Path(spec["connections"][0]["save_weights"]).name in written and "rec.nc" in written
     assert Path(spec["outputs"]["path"]).name in written
+
+
+def test_building_the_unit_registry_prints_no_pint_redefinition_warnings():
+    """cf_xarray redefines some pint units on purpose; the user must not see a warning per unit on every run."""
+    import subprocess
+    import sys
+
+    code = ("import logging; logging.basicConfig(level=logging.INFO); from coupler.unitconv import convert; "
+            "print(convert(3.6, 'mm h-1', 'mm s-1'))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert abs(float(res.stdout.strip()) - 0.001) < 1e-15
+    assert "Redefining" not in res.stderr, res.stderr[:500]
