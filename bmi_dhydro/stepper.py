@@ -283,18 +283,22 @@ class Stepper:
         self.mass_out += self.release  # this framework step's share of the last model step's runoff
         return completed
 
+    def _hamon_mm_d(self, temp_c, doy: float) -> np.ndarray:
+        """Hamon PET (mm d-1) at the units for day of year ``doy``; day lengths cached for tiny problems."""
+        ld = self._daylength.get(doy)
+        if ld is None:
+            ld = physics.daylength_hours(self.lat, doy)
+            if self.use_numpy:  # at most 366 arrays of a few values
+                self._daylength[doy] = ld
+        return physics.hamon(temp_c, self.lat, doy, daylength=ld)
+
     def _pet_mm(self, tmean) -> np.ndarray:
         """PET of the model step, mm (numpy in, numpy out: no torch for a few units)."""
         method = self.model.config.pet_method
         days = self.model.config.dt_days
         doy = float(self.model_step_start().timetuple().tm_yday)
         if method == "hamon":
-            ld = self._daylength.get(doy)
-            if ld is None:
-                ld = physics.daylength_hours(self.lat, doy)
-                if self.use_numpy:  # at most 366 arrays of a few values
-                    self._daylength[doy] = ld
-            pet = physics.hamon(tmean, self.lat, doy, daylength=ld) * days
+            pet = self._hamon_mm_d(tmean, doy) * days
         elif method == "hargreaves":
             pet = physics.hargreaves(self.acc_tmin, self.acc_tmax, self.lat, doy) * days
         elif method == "priestley_taylor":
@@ -304,10 +308,14 @@ class Stepper:
         # a PET input given on every sub-step overrides the internal method for that unit
         given = self.acc_pet_n == self.k
         pet = np.where(given, self.acc_pet, pet)
+        return self._checked_pet(pet)
+
+    def _checked_pet(self, pet: np.ndarray) -> np.ndarray:
         if not np.isfinite(pet).all():
             bad = int(np.flatnonzero(~np.isfinite(pet))[0])
-            raise ValueError(f"PET: pet_method {method!r} needs land_surface_water__potential_evaporation_volume_flux "
-                             f"on every step; unit index {bad} has none")
+            raise ValueError(f"PET: pet_method {self.model.config.pet_method!r} needs "
+                             "land_surface_water__potential_evaporation_volume_flux on every step; unit index "
+                             f"{bad} has none")
         return pet
 
     def _model_step(self) -> None:
@@ -391,23 +399,13 @@ class Stepper:
         """hourly stepping: PET of this framework step, mm: the PET input where given, else Hamon of this step's
         temperature (mm d-1) times the step in days."""
         if self.model.config.pet_method == "hamon":
-            doy = float(self.model_step_start().timetuple().tm_yday)
-            ld = self._daylength.get(doy)
-            if ld is None:
-                ld = physics.daylength_hours(self.lat, doy)
-                if self.use_numpy:
-                    self._daylength[doy] = ld
-            pet = physics.hamon(tc, self.lat, doy, daylength=ld) * (self.dt_fw / 86400.0)
+            pet = self._hamon_mm_d(tc, float(self.model_step_start().timetuple().tm_yday)) * (self.dt_fw / 86400.0)
         else:
             pet = np.full(self.n, np.nan)
         if pet_rate_m_s is not None:
             given = np.isfinite(pet_rate_m_s)
             pet = np.where(given, np.asarray(pet_rate_m_s, dtype="float64") * self.dt_fw * 1000.0, pet)
-        if not np.isfinite(pet).all():
-            bad = int(np.flatnonzero(~np.isfinite(pet))[0])
-            raise ValueError(f"PET: pet_method {self.model.config.pet_method!r} needs "
-                             f"land_surface_water__potential_evaporation_volume_flux on every step; unit index {bad} has none")
-        return pet
+        return self._checked_pet(pet)
 
     def _network_step(self) -> None:
         """hourly stepping: the LSTM advances one model step on the step's aggregates (P sum, mean T, the PET the
