@@ -30,6 +30,7 @@ always available as torch tensors (views of the numpy arrays, made when asked fo
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -228,8 +229,12 @@ class Stepper:
         """One framework step with inputs in BMI units.  Returns True when a model step was completed.
 
         Atomic: if it raises, the state (stores, accumulators, counters, mass accounting) is as before the call."""
-        if self.hourly or self.sub + 1 == self.k:
-            # this framework step runs the physics, which can fail (e.g. no PET): keep what it changes so a
+        if self.hourly:
+            # the physics runs first and commits only when its outputs pass the check; the accumulators and
+            # counters change after it: a failed update leaves everything as it was, without copies
+            return self._step_hourly(precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k)
+        if self.sub + 1 == self.k:
+            # this framework step completes a model step, which can fail (e.g. no PET): keep what it changes so a
             # failed update leaves the state exactly as it was
             saved = {f: getattr(self, f).copy() for f in self._ACC_FIELDS}
             counters = (self.sub, self.fw_step)
@@ -242,13 +247,10 @@ class Stepper:
                 raise
         return self._step(precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k)
 
-    _ACC_FIELDS = ("acc_p", "acc_t", "acc_tmin", "acc_tmax", "acc_sw", "acc_pres", "acc_pet", "acc_pet_n", "mass_in",
-                   "acc_pet_used", "mass_out", "mass_leak")
+    _ACC_FIELDS = ("acc_p", "acc_t", "acc_tmin", "acc_tmax", "acc_sw", "acc_pres", "acc_pet", "acc_pet_n", "mass_in")
 
-    def _step(self, precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s, tmax_k=None, tmin_k=None) -> bool:
-        dt = self.dt_fw
-        p_mm = np.asarray(precip_rate_mm_s, dtype="float64") * dt
-        tc = np.asarray(temp_k, dtype="float64") - KELVIN
+    def _accumulate(self, p_mm, tc, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k) -> None:
+        """Add one framework step's inputs to the model step's aggregates and advance the counters."""
         self.acc_p += p_mm
         self.acc_t += tc
         np.minimum(self.acc_tmin, tc, out=self.acc_tmin)
@@ -265,15 +267,16 @@ class Stepper:
             self.acc_pres += pressure
         if pet_rate_m_s is not None:
             ok = np.isfinite(pet_rate_m_s)
-            self.acc_pet += np.where(ok, pet_rate_m_s, 0.0) * dt * 1000.0
+            self.acc_pet += np.where(ok, pet_rate_m_s, 0.0) * self.dt_fw * 1000.0
             self.acc_pet_n += ok
         self.mass_in += p_mm
         self.sub += 1
         self.fw_step += 1
-        if self.hourly:
-            self._hourly_step(p_mm, tc, pet_rate_m_s)
-            self.mass_out += self.release  # this step's runoff, released at once
-            return True
+
+    def _step(self, precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s, tmax_k=None, tmin_k=None) -> bool:
+        p_mm = np.asarray(precip_rate_mm_s, dtype="float64") * self.dt_fw
+        tc = np.asarray(temp_k, dtype="float64") - KELVIN
+        self._accumulate(p_mm, tc, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k)
         completed = False
         if self.sub == self.k:
             self._model_step()
@@ -282,6 +285,28 @@ class Stepper:
             self.release_left -= 1
         self.mass_out += self.release  # this framework step's share of the last model step's runoff
         return completed
+
+    def _step_hourly(self, precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s, tmax_k=None, tmin_k=None
+                     ) -> bool:
+        """hourly stepping: one physics step of this framework step with the current day's dynamic parameters
+        (checked, then committed), then the aggregates; at the end of the model step the network advances on them
+        and gives the next day's parameters."""
+        p_mm = np.asarray(precip_rate_mm_s, dtype="float64") * self.dt_fw
+        tc = np.asarray(temp_k, dtype="float64") - KELVIN
+        pet = self._pet_step_mm(tc, pet_rate_m_s)
+        forcing = np.empty((self.n, 3), dtype=self._np_dtype)
+        forcing[:, 0] = p_mm
+        forcing[:, 1] = tc
+        forcing[:, 2] = pet
+        self.release = self._advance_physics(forcing, pet, self.dyn or None)
+        self.release_left = 0
+        self._accumulate(p_mm, tc, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k)
+        self.acc_pet_used += pet
+        self.mass_out += self.release  # this step's runoff, released at once
+        if self.sub == self.k:
+            self._network_step()
+            self._reset_accumulators()
+        return True
 
     def _hamon_mm_d(self, temp_c, doy: float) -> np.ndarray:
         """Hamon PET (mm d-1) at the units for day of year ``doy``; day lengths cached for tiny problems."""
@@ -348,7 +373,10 @@ class Stepper:
         (n, nmul)) the network is not run.  Checks the outputs, then commits.  Returns the routed runoff, mm."""
         # the step is computed into new objects (the physics is pure) and committed only after the output check:
         # a non-finite output leaves the state as it was before the step
-        if self.use_numpy:  # a tiny problem: numpy, on views of the state (see the module docstring)
+        one = self._one_step() if self.hourly and self.use_numpy else None
+        if one is not None:  # hourly, one catchment: the fused kernel on prepared arguments (the same numbers as unroll)
+            new_state, out = self._kernel_step(one, forcing, dynamic)
+        elif self.use_numpy:  # a tiny problem: numpy, on views of the state (see the module docstring)
             new_state, out = self.pmodel.advance_numpy(self._numpy_state(), forcing, self._prepared_numpy(), dynamic=dynamic)
         else:
             dyn_t = None if dynamic is None else {k: torch.from_numpy(v) for k, v in dynamic.items()}
@@ -380,20 +408,37 @@ class Stepper:
         self.last = {"runoff": runoff, "et": et, "pet": np.asarray(pet, dtype=f64), "leak": leak}
         return runoff
 
-    def _hourly_step(self, p_mm, tc, pet_rate_m_s) -> None:
-        """hourly stepping: one physics step of this framework step with the current day's dynamic parameters;
-        at the end of the model step the network advances on its aggregates and gives the next day's."""
-        pet = self._pet_step_mm(tc, pet_rate_m_s)
-        forcing = np.empty((self.n, 3), dtype=self._np_dtype)
-        forcing[:, 0] = p_mm
-        forcing[:, 1] = tc
-        forcing[:, 2] = pet
-        self.release = self._advance_physics(forcing, pet, self.dyn or None)
-        self.release_left = 0
-        self.acc_pet_used += pet
-        if self.sub == self.k:
-            self._network_step()
-            self._reset_accumulators()
+    def _one_step(self):
+        """The fused kernel's :class:`~bmi_dhydro.physics.fast.OneStep` for these units' prepared parameters, or
+        None (engine eager, or the kernel cannot be built: the numpy step is used, as everywhere)."""
+        prep = self._prepared_numpy()
+        cached = self.__dict__.get("_one")
+        if cached is not None and cached[0] is prep:
+            return cached[1]
+        one = None
+        if self.pmodel.config.engine != "eager":
+            from .physics import fast
+
+            try:
+                one = fast.OneStep(prep.static, list(self.dyn), self.n, self.pmodel.provider.nmul, self._np_dtype,
+                                   self.pmodel.config.capillary)
+            except (RuntimeError, OSError) as exc:
+                if self.pmodel.config.engine == "fast":
+                    raise
+                logging.getLogger(__name__).info("hourly steps run in numpy: %s", exc)
+        self.__dict__["_one"] = (prep, one)
+        return one
+
+    def _kernel_step(self, one, forcing: np.ndarray, dynamic: dict | None):
+        """:meth:`DeltaModel.advance_numpy` with the HBV step through the fused kernel (network not run)."""
+        st = self._numpy_state()
+        prep = self._prepared_numpy()
+        scaled = physics.scale_rates(dynamic, self.pmodel.config.dt_days) if dynamic else None
+        new_hbv, means = one.step(st.hbv, forcing, scaled)
+        buffer, out = self.pmodel._route_and_outputs(means, forcing, st.route_buffer, prep.uh, prep.uh_tail)
+        if dynamic:  # per-day values, component mean
+            out.update(zip([f"param_{k}" for k in dynamic], numpy_component_means(*dynamic.values())))
+        return ModelState(physics.HbvState(*new_hbv), st.h, st.c, buffer), out
 
     def _pet_step_mm(self, tc, pet_rate_m_s) -> np.ndarray:
         """hourly stepping: PET of this framework step, mm: the PET input where given, else Hamon of this step's

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -368,3 +369,40 @@ def test_gradients_do_not_depend_on_unused_outputs(dtype):
     for a, b in zip(*grads):
         assert torch.equal(a, b) and bool((a.view(-1).view(torch.int32 if dtype == torch.float32 else torch.int64)
                                            == b.view(-1).view(torch.int32 if dtype == torch.float32 else torch.int64)).all())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_one_step_on_prepared_arguments_equals_hbv_unroll(dtype):
+    """physics.fast.OneStep (the BMI's hourly one-catchment step) gives hbv_unroll's numbers over one step, bit for
+    bit, and never writes its inputs."""
+    from bmi_dhydro import physics
+    from bmi_dhydro.physics import fast
+
+    if not fast.kernel_available()[0]:
+        pytest.skip("needs the fused kernel")
+    rng = np.random.default_rng(4)
+    n, nmul = 3, 16
+
+    def draw(k, shape):
+        lo, hi = physics.PARAM_BOUNDS[k]
+        return (lo + (hi - lo) * rng.random(shape)).astype(dtype)
+
+    static = {k: draw(k, (n, nmul)) for k in physics.VARIANT_PARAMS["hbv1.0"] if k not in ("BETA", "BETAET")}
+    one = fast.OneStep(static, ["BETA", "BETAET"], n, nmul, dtype, False)
+    states = [(rng.random((n, nmul)) * 50).astype(dtype) for _ in range(5)]
+    for _ in range(3):
+        forcing = np.stack([rng.random(n) * 20, rng.standard_normal(n) * 8, rng.random(n) * 3], -1).astype(dtype)
+        dyn = {k: draw(k, (n, nmul)) for k in ("BETA", "BETAET")}
+        kept = [s.copy() for s in states]
+        new, means = one.step(states, forcing, dyn)
+        ref_state, ref = fast.hbv_unroll(
+            physics.HbvState(*[torch.from_numpy(s) for s in states]), torch.from_numpy(forcing)[None],
+            {k: torch.from_numpy(v) for k, v in static.items()}, {k: torch.from_numpy(v)[None] for k, v in dyn.items()},
+            False, outputs=fast.OneStep.OUTPUTS, engine="fast")
+        for a, b in zip(new, ref_state):
+            np.testing.assert_array_equal(a, b.numpy())
+        for k in fast.OneStep.OUTPUTS:
+            np.testing.assert_array_equal(means[k], ref[k][0].numpy())
+        for a, b in zip(states, kept):
+            np.testing.assert_array_equal(a, b)
+        states = new

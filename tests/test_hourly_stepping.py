@@ -141,3 +141,40 @@ def test_the_hourly_unit_hydrograph_keeps_the_daily_timing():
     assert float((lag_hourly - lag_daily)[:2].abs().max()) < 0.06  # (the slowest kernel differs by the 15-day cut)
     assert bool(((lag_hourly - lag_daily).abs() < (lag_plain - lag_daily).abs() / 2).all())
     assert float((lag_plain - lag_daily).min()) > 0.15  # the plain hourly kernel is late
+
+
+def test_a_non_finite_output_in_hourly_mode_leaves_everything_as_it_was(tmp_path, monkeypatch):
+    from bmi_dhydro import stepper as stepper_mod
+    from bmi_dhydro.bmi_vars import NonFiniteOutputError
+
+    b = make(config(tmp_path))
+    drive(b, 30, record=False)
+    t0, before = b.get_current_time(), b.stepper.state_arrays()
+    real = stepper_mod.Stepper._kernel_step
+
+    def poisoned(self, one, forcing, dynamic):
+        state, out = real(self, one, forcing, dynamic)
+        out["runoff"] = out["runoff"] * np.nan
+        return state, out
+
+    monkeypatch.setattr(stepper_mod.Stepper, "_kernel_step", poisoned)
+    with pytest.raises(NonFiniteOutputError):
+        drive(b, 1, h0=30, record=False)
+    assert b.get_current_time() == t0
+    after = b.stepper.state_arrays()
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+    monkeypatch.undo()
+    drive(b, 1, h0=30, record=False)
+    assert b.get_current_time() == t0 + 3600.0
+
+
+def test_the_one_catchment_kernel_step_equals_the_numpy_step(tmp_path, monkeypatch):
+    """Hourly one-catchment steps go through the fused kernel (physics.fast.OneStep); the numpy step gives the same
+    runoff to rounding."""
+    q_kernel, _ = drive(make(config(tmp_path)), 24 * 6)
+    from bmi_dhydro import stepper as stepper_mod
+
+    monkeypatch.setattr(stepper_mod.Stepper, "_one_step", lambda self: None)
+    q_numpy, _ = drive(make(config(tmp_path, name="n.yaml")), 24 * 6)
+    np.testing.assert_allclose(q_kernel, q_numpy, rtol=1e-10, atol=1e-16)

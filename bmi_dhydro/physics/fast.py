@@ -78,6 +78,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .hbv import SM_FLOOR, VARIANT_PARAMS, HbvState, step
@@ -649,7 +650,64 @@ def hbv_unroll(
     return HbvState(*new_states), {o: by_name[o] for o in outputs}
 
 
+class OneStep:
+    """Repeated single inference steps of the fused kernel on numpy arrays, the call's arguments prepared once.
+
+    For a tiny problem stepping often (the BMI's hourly stepping of one catchment), where building tensors and
+    arguments per call would cost more than the step.  ``static``: name -> (n, nmul) per-step parameters (already
+    scaled), ``dynamic``: the names given per step.  :meth:`step` returns the five new states (fresh arrays; the
+    inputs are never written) and the component means of q, et, leak and the stores: the numbers of
+    :func:`hbv_unroll` over one step."""
+
+    OUTPUTS = ("q", "et", "leak") + STATE_FIELDS
+
+    def __init__(self, static: Mapping[str, np.ndarray], dynamic: Sequence[str], n: int, nmul: int, dtype,
+                 capillary: bool):
+        self.lib = load_kernel()
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"OneStep: expected float32 or float64, got {self.dtype}")
+        self.code = _DT_CODE[torch.float64 if self.dtype == np.float64 else torch.float32]
+        self.n, self.nmul = n, nmul
+        a = self.args = _Args()
+        a.n_t, a.n_units, a.nmul, a.chunk, a.n_threads, a.capillary = 1, n, nmul, 1, 1, 1 if capillary else 0
+        self.forcing = np.zeros((1, n, 3), self.dtype)
+        a.forcing = self.forcing.ctypes.data
+        self._keep, self.dyn_buf = [], {}
+        for i, p in enumerate(KERNEL_PARAMS):
+            if p in dynamic:
+                buf = self.dyn_buf[p] = np.zeros((1, n, nmul), self.dtype)
+            elif p in static:
+                buf = np.ascontiguousarray(np.asarray(static[p], dtype=self.dtype).reshape(n, nmul))
+            else:  # C without capillary rise: never read
+                buf = np.zeros((n, nmul), self.dtype)
+            self._keep.append(buf)
+            a.param[i] = buf.ctypes.data
+            a.param_dynamic[i] = 1 if p in dynamic else 0
+        self.out = np.zeros((len(self.OUTPUTS), 1, n), self.dtype)
+        for j, o in enumerate(self.OUTPUTS):
+            a.out[FAST_OUTPUTS.index(o)] = self.out[j].ctypes.data
+        # fixed state blocks: the pointers are set once; step() copies the states in and the new states out
+        self.s_in = np.zeros((_NS, n, nmul), self.dtype)
+        self.s_out = np.zeros((_NS, n, nmul), self.dtype)
+        a.state_in[:] = [self.s_in[k].ctypes.data for k in range(_NS)]
+        a.state_out[:] = [self.s_out[k].ctypes.data for k in range(_NS)]
+        self._argref = ctypes.byref(a)
+
+    def step(self, states: Sequence[np.ndarray], forcing: np.ndarray, dynamic: Mapping[str, np.ndarray] | None = None):
+        self.forcing[0] = forcing
+        for p, v in (dynamic or {}).items():
+            self.dyn_buf[p][0] = v
+        for k in range(_NS):
+            self.s_in[k] = states[k]
+        rc = self.lib.hbv_forward(self._argref, self.code)
+        if rc != 0:
+            raise RuntimeError(f"fast HBV kernel: one step failed (code {rc})")
+        return list(self.s_out.copy()), dict(zip(self.OUTPUTS, self.out[:, 0, :].copy()))
+
+
 __all__ = [
+    "OneStep",
     "DEFAULT_CHUNK",
     "ENGINES",
     "FAST_OUTPUTS",
