@@ -10,11 +10,12 @@ Two concrete containers share one small interface (:class:`CellSet`):
 
 :class:`Polygons`
     an unstructured set of cells, each a (multi)polygon with an identifier: hydrofabric
-    divides, HRUs, the elements of an ESMF unstructured mesh, or an unstructured SCRIP grid.
+    divides, HRUs, the elements of an ESMF unstructured mesh, the faces of a UGRID mesh, or an
+    unstructured SCRIP grid.
 
 Readers: :func:`read_grid` (CF NetCDF rectilinear/curvilinear, lon/lat or projected with a
 ``grid_mapping`` variable or ``proj4``/``crs_wkt``/``esri_pe_string`` attributes; SCRIP grid
-files; ESMF unstructured mesh files) and :func:`read_polygons` (GeoPackage, Shapefile, GeoJSON,
+files; ESMF unstructured mesh files; the faces of 2-D UGRID meshes) and :func:`read_polygons` (GeoPackage, Shapefile, GeoJSON,
 FlatGeobuf through pyogrio; GeoParquet through pyarrow). Writers: :func:`write_scrip` and
 :func:`write_esmf_mesh`, so that grids and polygons read here can be handed to
 ``ESMF_RegridWeightGen`` on another machine.
@@ -59,7 +60,7 @@ class CellSet:
     mask: np.ndarray
     ids: np.ndarray | None
     source: str
-    source_format: str | None = None  # "scrip", "esmfmesh", "gridspec", "vector", None (in memory)
+    source_format: str | None = None  # "scrip", "esmfmesh", "ugrid", "gridspec", "vector", None (in memory)
 
     # --- sizes -----------------------------------------------------------------------------
     @property
@@ -838,7 +839,7 @@ def _read_geoparquet(path: Path) -> tuple[np.ndarray, dict, CRS | None]:
 # NetCDF grid files: CF / SCRIP / ESMF mesh
 # ----------------------------------------------------------------------------------------------
 def read_grid(path: str | os.PathLike, var: str | None = None, *, x: str | None = None, y: str | None = None,
-              crs: Any = None, mask: Any = None) -> Grid | Polygons:
+              crs: Any = None, mask: Any = None, mesh: str | None = None) -> Grid | Polygons:
     """Read a grid description from a NetCDF file.
 
     The format is detected from the variables present:
@@ -849,6 +850,10 @@ def read_grid(path: str | os.PathLike, var: str | None = None, *, x: str | None 
       ``element_id`` when present, centres from ``centerCoords``, mask from ``elementMask``);
     * SCRIP (``grid_center_lat``...) -> curvilinear :class:`Grid` when ``grid_rank`` is 2,
       :class:`Polygons` when it is 1 (mask from ``grid_imask``);
+    * UGRID 1.0 (a variable with ``cf_role = "mesh_topology"``): the faces of a 2-D mesh ->
+      :class:`Polygons` (see :func:`_read_ugrid`; ``mesh`` names the topology variable when the file
+      has several 2-D meshes, ``var`` a data variable whose ``mesh`` attribute names it, ``mask`` may
+      be the name of a variable on the face dimension);
     * anything else is read as a CF grid with :meth:`Grid.from_dataset` (see there for
       ``var``, ``x``, ``y``, ``crs`` and ``mask``).
     """
@@ -868,14 +873,16 @@ def read_grid(path: str | os.PathLike, var: str | None = None, *, x: str | None 
         elif "grid_center_lat" in names and "grid_center_lon" in names:
             out = _read_scrip(nc, path, crs)
         else:
-            for v in nc.variables.values():
-                if getattr(v, "cf_role", None) == "mesh_topology":
-                    raise RegridError(f"{path}: UGRID meshes are not supported; convert to an ESMF mesh file")
             out = None  # type: ignore[assignment]
+        if out is None and (mesh is not None or _ugrid_topologies(nc)):
+            out = _read_ugrid(nc, path, crs, mesh, var=var, mask=mask)
+        elif mesh is not None:
+            raise RegridError(f"{path}: mesh={mesh!r} only applies to UGRID files, and this file has no variable "
+                              f"with cf_role = \"mesh_topology\"")
     finally:
         nc.close()
     if out is not None:
-        if mask is not None:
+        if mask is not None and not (isinstance(mask, str) and out.source_format == "ugrid"):
             out.mask = _as_bool_mask(mask, out.size, out.shape, str(path))
         return out
     import xarray as xr
@@ -899,6 +906,16 @@ def _units_to_degrees(arr: np.ndarray, units: str | None, what: str) -> tuple[np
     if u in ("km", "kilometers", "m", "meters", "metres"):
         return arr * (1000.0 if u.startswith("k") else 1.0), False
     raise RegridError(f"{what}: unknown coordinate units {units!r} (expected degrees, radians, km or m)")
+
+
+def _polygons_from_connectivity(nodes: np.ndarray, idx: np.ndarray, nconn: np.ndarray) -> np.ndarray:
+    """One polygon per cell from packed 0-based node indices ``idx`` (``nconn[k]`` nodes for cell ``k``)."""
+    offsets = np.concatenate([[0], np.cumsum(nconn)])
+    # closed rings: the first node again after each cell's last node
+    full_idx = np.insert(idx, offsets[1:], idx[offsets[:-1]])
+    ring_off = np.concatenate([[0], np.cumsum(nconn + 1)])
+    poly_off = np.arange(nconn.size + 1)
+    return shapely.from_ragged_array(shapely.GeometryType.POLYGON, nodes[full_idx], (ring_off, poly_off))
 
 
 def _read_esmf_mesh(nc: Any, path: Path, crs: Any) -> Polygons:
@@ -938,15 +955,7 @@ def _read_esmf_mesh(nc: Any, path: Path, crs: Any) -> Polygons:
     geoms = np.empty(n_el, dtype=object)
     if not is_break.any():
         # vectorised: closed rings through shapely.from_ragged_array
-        ring_len = nconn + 1
-        close_pos = offsets[1:]  # insert the first node again after each element's last node
-        ins = np.repeat(close_pos, 1)
-        first = idx[offsets[:-1]]
-        full_idx = np.insert(idx, ins, first)
-        coords = nodes[full_idx]
-        ring_off = np.concatenate([[0], np.cumsum(ring_len)])
-        poly_off = np.arange(n_el + 1)
-        geoms[:] = shapely.from_ragged_array(shapely.GeometryType.POLYGON, coords, (ring_off, poly_off))
+        geoms[:] = _polygons_from_connectivity(nodes, idx, nconn)
     else:
         for e in range(n_el):
             seg = idx[offsets[e]:offsets[e + 1]]
@@ -991,6 +1000,256 @@ def _read_esmf_mesh(nc: Any, path: Path, crs: Any) -> Polygons:
     p = Polygons(geoms, the_crs, ids, centers=centers, mask=mask, source=str(path))
     p.source_format = "esmfmesh"
     p.path = str(path)
+    return p
+
+
+# ----------------------------------------------------------------------------------------------
+# UGRID 1.0 (ugrid-conventions.github.io): the faces of a 2-D mesh topology
+# ----------------------------------------------------------------------------------------------
+_UGRID_ID_NAMES = ("{mesh}_face_id", "{mesh}_face_ids", "face_id", "face_ids", "{mesh}_face_id_str", "face_id_str")
+
+
+def _ugrid_topologies(nc: Any) -> list[str]:
+    """Names of the variables with ``cf_role = "mesh_topology"``."""
+    return [name for name, v in nc.variables.items() if str(_nc_attr(v, "cf_role", "")).strip() == "mesh_topology"]
+
+
+def _attr_names(v: Any, attr: str) -> list[str]:
+    return str(_nc_attr(v, attr, "") or "").split()
+
+
+def _topology_dimension(v: Any) -> int | None:
+    td = _nc_attr(v, "topology_dimension", _nc_attr(v, "dimension", None))  # "dimension": UGRID 0.9
+    try:
+        return int(np.asarray(td).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _pick_ugrid_mesh(nc: Any, path: Path, mesh: str | None, var: str | None) -> str:
+    topo = _ugrid_topologies(nc)
+    dims = {name: _topology_dimension(nc[name]) for name in topo}
+    listing = ", ".join(f"{n!r} (topology_dimension {dims[n]})" for n in topo) or "none"
+    if mesh is None and var is not None and var in nc.variables and _nc_attr(nc[var], "mesh", None):
+        mesh = str(_nc_attr(nc[var], "mesh")).strip()
+    if mesh is not None:
+        if mesh not in nc.variables:
+            raise RegridError(f"{path}: mesh {mesh!r} not found; the mesh topology variables are {listing}")
+        if mesh not in topo:
+            raise RegridError(f"{path}: variable {mesh!r} is not a UGRID mesh topology (no cf_role = "
+                              f"\"mesh_topology\"); the mesh topology variables are {listing}")
+        chosen = mesh
+    else:
+        two = [n for n in topo if dims[n] == 2]
+        if len(two) > 1:
+            raise RegridError(f"{path}: {len(two)} 2-D UGRID meshes ({', '.join(map(repr, two))}); pass mesh= to say "
+                              f"which one holds the cells")
+        if not two:
+            raise RegridError(f"{path}: no 2-D UGRID mesh (faces) to regrid on; the mesh topology variables are "
+                              f"{listing}. Conservative and bilinear regridding need cells: a 1-D network mesh "
+                              f"(edges only) has none")
+        chosen = two[0]
+    td = dims[chosen]
+    if td != 2:
+        kind = {1: "a 1-D network mesh (nodes and edges, no faces)",
+                3: "a 3-D volume mesh"}.get(td, f"topology_dimension {td!r}")
+        raise RegridError(f"{path}: UGRID mesh {chosen!r} is {kind}; only 2-D meshes (topology_dimension 2, "
+                          f"face_node_connectivity) can be read as cells")
+    return chosen
+
+
+def _ugrid_coordinate_pair(nc: Any, path: Path, names: list[str], what: str) -> tuple[str, str, bool]:
+    """The (x, y) variable names among ``names`` and whether they are longitude/latitude.
+
+    Longitude/latitude are preferred when the topology lists both them and projected x/y; variables
+    that neither their ``standard_name``, ``units`` nor name identify are taken as x then y, in the
+    order listed (``units`` then decide whether they are degrees).
+    """
+    missing = [n for n in names if n not in nc.variables]
+    if missing:
+        raise RegridError(f"{path}: {what} lists {', '.join(map(repr, missing))}, not in the file")
+    kinds: dict[str, str] = {}
+    for n in names:
+        v = nc[n]
+        k = _axis_kind(n, {a: _nc_attr(v, a) for a in v.ncattrs()})
+        if k is not None and k not in kinds:
+            kinds[k] = n
+    if "lon" in kinds and "lat" in kinds:
+        return kinds["lon"], kinds["lat"], True
+    if "x" in kinds and "y" in kinds:
+        return kinds["x"], kinds["y"], False
+    if len(names) == 2 and not kinds:
+        units = str(_nc_attr(nc[names[0]], "units", "") or "").strip().lower()
+        return names[0], names[1], units.startswith(("deg", "rad"))
+    raise RegridError(f"{path}: cannot tell x from y (or longitude from latitude) among {what} "
+                      f"{' '.join(names)}; give them standard_name longitude/latitude or "
+                      f"projection_x_coordinate/projection_y_coordinate")
+
+
+def _ugrid_read_xy(nc: Any, path: Path, xname: str, yname: str, geographic: bool) -> tuple[np.ndarray, np.ndarray]:
+    out = []
+    for n in (xname, yname):
+        v = nc[n]
+        v.set_auto_maskandscale(True)
+        a = np.ma.filled(np.ma.asarray(v[:], dtype=np.float64), np.nan).reshape(-1)
+        units = _nc_attr(v, "units", None)
+        if geographic:
+            a, _ = _units_to_degrees(a, units or "degrees", f"{path} {n}")
+        elif str(units or "").strip().lower() in ("km", "kilometer", "kilometers", "kilometre", "kilometres"):
+            a = a * 1000.0
+        out.append(a)
+    return out[0], out[1]
+
+
+def _ugrid_crs(nc: Any, path: Path, crs: Any, mesh: str, names: Sequence[str], geographic: bool) -> CRS:
+    if crs is not None:
+        return as_crs(crs, f"{path} crs")
+    if geographic:
+        return LONLAT
+    # the grid mapping: on the coordinates, on the topology, or on a data variable defined on this mesh
+    holders = [nc[n] for n in (*names, mesh)]
+    holders += [v for v in nc.variables.values() if str(_nc_attr(v, "mesh", "")).strip() == mesh]
+    for v in holders:
+        gm = _nc_attr(v, "grid_mapping", None)
+        if gm is None:
+            continue
+        gm_name = str(gm).split(":")[0].split()[0]
+        if gm_name not in nc.variables:
+            raise RegridError(f"{path}: grid_mapping variable {gm_name!r} (named by {v.name!r}) not found")
+        g = nc[gm_name]
+        the = crs_from_attrs(grid_mapping_attrs={a: _nc_attr(g, a) for a in g.ncattrs()})
+        if the is not None:
+            return the
+    the = crs_from_attrs(*({a: _nc_attr(v, a) for a in v.ncattrs()} for v in holders),
+                         {a: nc.getncattr(a) for a in nc.ncattrs()})
+    if the is not None:
+        return the
+    raise RegridError(f"{path}: UGRID mesh {mesh!r} has projected node coordinates ({', '.join(names)}) but no "
+                      f"grid_mapping (or crs_wkt/proj4 attribute) saying which projection; pass crs=")
+
+
+def _read_ugrid(nc: Any, path: Path, crs: Any, mesh: str | None = None, *, var: str | None = None,
+                mask: Any = None) -> Polygons:
+    """The faces of a 2-D UGRID 1.0 mesh as :class:`Polygons`.
+
+    * the mesh: the variable with ``cf_role = "mesh_topology"`` and ``topology_dimension = 2``
+      (``mesh``, or the ``mesh`` attribute of data variable ``var``, chooses among several);
+    * nodes: the ``node_coordinates`` variables, longitude/latitude (degrees or radians) told from
+      projected x/y by ``standard_name``, ``units`` or name; projected nodes take their CRS from
+      ``crs`` or a CF ``grid_mapping`` (on the coordinates, the topology or a data variable on the mesh);
+    * faces: ``face_node_connectivity`` (``start_index`` 0 or 1; rows of mixed triangles, quads and
+      polygons padded with ``_FillValue``; transposed when the topology's ``face_dimension`` says so),
+      each face's nodes in file order, clockwise or not (as the ESMF mesh reader: areas and
+      intersections on the sphere do not depend on the winding);
+    * centres from ``face_coordinates`` when present (computed as for any polygons otherwise), ids
+      from a ``<mesh>_face_id``/``face_id`` variable on the face dimension, ``mask`` optionally the
+      name of a variable on the face dimension (non-zero = active).
+    """
+    nc.set_auto_mask(False)
+    name = _pick_ugrid_mesh(nc, path, mesh, var)
+    topo = nc[name]
+    node_names = _attr_names(topo, "node_coordinates")
+    if not node_names:
+        raise RegridError(f"{path}: UGRID mesh {name!r} has no node_coordinates attribute")
+    xn, yn, geographic = _ugrid_coordinate_pair(nc, path, node_names, f"{name}:node_coordinates")
+    x, y = _ugrid_read_xy(nc, path, xn, yn, geographic)
+    if x.size != y.size:
+        raise RegridError(f"{path}: node coordinates {xn!r} and {yn!r} have {x.size} and {y.size} values")
+    nodes = np.column_stack([x, y])
+    conn_names = _attr_names(topo, "face_node_connectivity")
+    if len(conn_names) != 1:
+        raise RegridError(f"{path}: 2-D UGRID mesh {name!r} needs one face_node_connectivity variable, got "
+                          f"{_nc_attr(topo, 'face_node_connectivity', None)!r}")
+    if conn_names[0] not in nc.variables:
+        raise RegridError(f"{path}: face_node_connectivity variable {conn_names[0]!r} not found")
+    cv = nc[conn_names[0]]
+    conn = np.asarray(cv[:])
+    if conn.ndim != 2:
+        raise RegridError(f"{path}: {cv.name} must be 2-D (faces, max nodes per face), got dims {cv.dimensions}")
+    face_dim = str(_nc_attr(topo, "face_dimension", cv.dimensions[0]))
+    if face_dim == cv.dimensions[1] and face_dim != cv.dimensions[0]:
+        conn = conn.T
+    elif face_dim != cv.dimensions[0]:
+        raise RegridError(f"{path}: face_dimension {face_dim!r} is not a dimension of {cv.name} {cv.dimensions}")
+    import netCDF4
+
+    fills = [_nc_attr(cv, a) for a in ("_FillValue", "missing_value") if _nc_attr(cv, a) is not None]
+    if not fills and conn.dtype.kind in "iu":
+        fills = [netCDF4.default_fillvals.get(conn.dtype.str[1:], None)]
+    missing = np.zeros(conn.shape, dtype=bool)
+    for f in fills:
+        if f is not None:
+            missing |= np.isin(conn, np.asarray(f).reshape(-1))
+    if conn.dtype.kind == "f":
+        missing |= ~np.isfinite(conn)
+    nconn = (~missing).sum(axis=1)
+    if not np.array_equal(~missing, np.arange(conn.shape[1])[None, :] < nconn[:, None]):
+        k = int(np.nonzero((~missing != (np.arange(conn.shape[1])[None, :] < nconn[:, None])).any(axis=1))[0][0])
+        raise RegridError(f"{path}: face {k} of {cv.name} has fill values before its last node ({conn[k].tolist()}); "
+                          f"fill values may only pad the end of a row")
+    few = np.nonzero(nconn < 3)[0]
+    if few.size:
+        raise RegridError(f"{path}: {few.size} faces of {name!r} have fewer than 3 nodes (first: face "
+                          f"{int(few[0])}, {int(nconn[few[0]])} nodes)")
+    start = int(np.asarray(_nc_attr(cv, "start_index", 0)).reshape(-1)[0])
+    if start not in (0, 1):
+        raise RegridError(f"{path}: {cv.name}:start_index must be 0 or 1, got {start}")
+    flat = conn[~missing]
+    if flat.dtype.kind == "f":
+        if np.any(flat != np.round(flat)):
+            raise RegridError(f"{path}: {cv.name} holds non-integer node indices")
+    idx = flat.astype(np.int64) - start
+    bad = (idx < 0) | (idx >= nodes.shape[0])
+    if np.any(bad):
+        raise RegridError(f"{path}: {cv.name} refers to nodes outside {start}..{nodes.shape[0] - 1 + start} "
+                          f"(start_index {start}); first bad entry {int(flat[bad][0])}")
+    used = np.unique(idx)
+    if not np.all(np.isfinite(nodes[used])):
+        raise RegridError(f"{path}: faces of {name!r} use nodes with missing coordinates")
+    geoms = _polygons_from_connectivity(nodes, idx, nconn)
+    the_crs = _ugrid_crs(nc, path, crs, name, (xn, yn), geographic)
+    n_faces = conn.shape[0]
+
+    centers = None
+    face_names = _attr_names(topo, "face_coordinates")
+    if face_names:
+        fx, fy, fgeo = _ugrid_coordinate_pair(nc, path, face_names, f"{name}:face_coordinates")
+        cx, cy = _ugrid_read_xy(nc, path, fx, fy, fgeo)
+        if cx.size != n_faces or cy.size != n_faces:
+            raise RegridError(f"{path}: face coordinates {fx!r}, {fy!r} have {cx.size}, {cy.size} values for "
+                              f"{n_faces} faces")
+        if fgeo != geographic:
+            cx, cy = transform_xy(LONLAT if fgeo else the_crs, LONLAT if geographic else the_crs, cx, cy)
+        if np.all(np.isfinite(cx)) and np.all(np.isfinite(cy)):
+            centers = (cx, cy)
+
+    def on_faces(v: Any) -> bool:
+        return len(v.dimensions) >= 1 and v.dimensions[0] == face_dim and (
+            v.ndim == 1 or (v.ndim == 2 and v.dtype.kind == "S"))
+
+    ids = None
+    for pattern in _UGRID_ID_NAMES:
+        cand = pattern.format(mesh=name)
+        if cand in nc.variables and on_faces(nc[cand]):
+            v = nc[cand]
+            if v.ndim == 2:
+                ids = np.asarray(netCDF4.chartostring(v[:]), dtype=object).reshape(-1)
+            else:
+                ids = np.asarray(v[:]).reshape(-1)
+            break
+    m = None
+    if isinstance(mask, str):
+        if mask not in nc.variables:
+            raise RegridError(f"{path}: mask variable {mask!r} not found")
+        mv = nc[mask]
+        if mv.dimensions != (face_dim,):
+            raise RegridError(f"{path}: mask variable {mask!r} has dims {mv.dimensions}, expected ({face_dim!r},)")
+        mv.set_auto_maskandscale(True)
+        m = np.ma.filled(np.ma.asarray(mv[:]).astype(np.float64), 0.0)
+    p = Polygons(geoms, the_crs, ids, centers=centers, mask=m, source=str(path))
+    p.source_format = "ugrid"
+    p.path = str(path)
+    p.mesh = name
     return p
 
 
@@ -1045,7 +1304,7 @@ def _read_scrip(nc: Any, path: Path, crs: Any) -> Grid | Polygons:
 def read_cells(path: str | os.PathLike, **kwargs: Any) -> Grid | Polygons:
     """Read a grid (NetCDF) or polygons (vector file), choosing by file suffix.
 
-    Keyword arguments go to :func:`read_grid` (``var, x, y, crs, mask``) or
+    Keyword arguments go to :func:`read_grid` (``var, x, y, crs, mask, mesh``) or
     :func:`read_polygons` (``id_field, layer, crs``); ``None`` values are ignored.
     """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
@@ -1057,7 +1316,7 @@ def read_cells(path: str | os.PathLike, **kwargs: Any) -> Grid | Polygons:
             raise RegridError(f"{path}: options {sorted(extra)} do not apply to a polygon file")
         return read_polygons(path, **kwargs)
     if suffix in NETCDF_SUFFIXES or suffix == "":
-        allowed = {"var", "x", "y", "crs", "mask"}
+        allowed = {"var", "x", "y", "crs", "mask", "mesh"}
         extra = set(kwargs) - allowed
         if extra:
             raise RegridError(f"{path}: options {sorted(extra)} do not apply to a NetCDF grid file")
