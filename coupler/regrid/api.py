@@ -100,6 +100,9 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
         or ``"none"`` (points past the last row are unmapped).
     progress:
         Show a tqdm progress bar.
+
+    On MPI ranks (``mpiexec -n N``), :func:`coupler.regrid.parallel.generate_weights_mpi` takes the same arguments,
+    splits the destination cells across the ranks and returns the same weights on rank 0.
     """
     _check_options(method, norm_type, backend, unmapped, geometry, extrap_method, pole_method, densify_m,
                    densify_deg)
