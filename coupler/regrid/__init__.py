@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING
 # command line) imports without the 'geo' extra; using them without it raises one message naming the extra.
 _EXPORTS = {
     "UnmappedError": "api", "esmpy_available": "api", "generate_weights": "api",
+    "generate_weights_mpi": "parallel", "destination_parts": "parallel",
     "RegridError": "crs",
     "CellSet": "grids", "Grid": "grids", "Polygons": "grids", "read_cells": "grids", "read_grid": "grids",
     "read_polygons": "grids", "write_esmf_mesh": "grids", "write_scrip": "grids",
@@ -75,6 +76,7 @@ if TYPE_CHECKING:  # for readers and type checkers; at run time the names come f
     from .api import UnmappedError, esmpy_available, generate_weights
     from .crs import RegridError
     from .grids import CellSet, Grid, Polygons, read_cells, read_grid, read_polygons, write_esmf_mesh, write_scrip
+    from .parallel import destination_parts, generate_weights_mpi
     from .torch_apply import TorchRegridder
     from .weights import METHODS, NORM_TYPES, Weights, read_weights
 
@@ -89,6 +91,8 @@ __all__ = [
     "NORM_TYPES",
     "esmpy_available",
     "generate_weights",
+    "generate_weights_mpi",
+    "destination_parts",
     "read_cells",
     "read_grid",
     "read_polygons",

@@ -100,7 +100,25 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
         or ``"none"`` (points past the last row are unmapped).
     progress:
         Show a tqdm progress bar.
+
+    On MPI ranks (``mpiexec -n N``), :func:`coupler.regrid.parallel.generate_weights_mpi` takes the same arguments,
+    splits the destination cells across the ranks and returns the same weights on rank 0.
     """
+    _check_options(method, norm_type, backend, unmapped, geometry, extrap_method, pole_method, densify_m,
+                   densify_deg)
+    src_c = _as_cells(src, "src", src_kwargs)
+    dst_c = _as_cells(dst, "dst", dst_kwargs)
+    res, area_a, area_b, attrs = _compute(src_c, dst_c, method, norm_type=norm_type, backend=backend,
+                                          area_crs=area_crs, densify_deg=densify_deg, geometry=geometry,
+                                          densify_m=densify_m, extrap_method=extrap_method, pole_method=pole_method,
+                                          progress=progress)
+    return _assemble(src_c, dst_c, res, area_a, area_b, attrs, method=method, norm_type=norm_type,
+                     extrap_method=extrap_method, unmapped=unmapped)
+
+
+def _check_options(method: str, norm_type: str, backend: str, unmapped: str, geometry: str, extrap_method: str,
+                   pole_method: str, densify_m: Any, densify_deg: Any) -> None:
+    """Refuse bad option values before any work (also used by :mod:`.parallel` on every rank)."""
     if method not in GEN_METHODS:
         raise RegridError(f"method must be one of {GEN_METHODS}, got {method!r}")
     if norm_type not in ("dstarea", "fracarea"):
@@ -122,8 +140,14 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
         raise RegridError(f"densify_m must be a positive length in metres, got {densify_m!r}")
     if densify_deg is not None and not (densify_deg > 0):
         raise RegridError(f"densify_deg must be positive or None, got {densify_deg!r}")
-    src_c = _as_cells(src, "src", src_kwargs)
-    dst_c = _as_cells(dst, "dst", dst_kwargs)
+
+
+def _compute(src_c: CellSet, dst_c: CellSet, method: str, *, norm_type: str, backend: str, area_crs: Any,
+             densify_deg: float | None, geometry: str, densify_m: float, extrap_method: str, pole_method: str,
+             progress: bool, dst_rows: Any = None, sphere: tuple | None = None) -> tuple[dict, Any, Any, dict]:
+    """The generator's raw result ``(res, area_a, area_b, attrs)``; ``dst_rows`` (indices): only those destination
+    rows,
+    ``sphere``: the cells on the sphere already built (native backend; see :mod:`.parallel`)."""
     if backend == "auto":
         backend = "esmpy" if esmpy_available() else "native"
     attrs: dict[str, Any] = {
@@ -131,6 +155,8 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
         "grid_file_src": getattr(src_c, "path", src_c.source), "grid_file_dst": getattr(dst_c, "path", dst_c.source),
     }
     if backend == "esmpy":
+        if dst_rows is not None:
+            raise RegridError("a destination subset (MPI ranks) needs the native backend")
         from .esmpy_backend import esmpy_weights
 
         res = esmpy_weights(src_c, dst_c, method, norm_type=norm_type, extrap_method=extrap_method)
@@ -142,13 +168,10 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
         if method == "patch":
             raise RegridError("method 'patch' is only available with backend='esmpy' (ESMPy is not importable "
                               "here); use 'bilinear' or 'conserve'")
-        if geometry == "auto":
-            explicit = method == "conserve" and area_crs is not None and not (isinstance(area_crs, str)
-                                                                                and area_crs == "auto")
-            geometry = "plane" if explicit or (src_c.crs.is_projected and dst_c.crs.is_projected) else "sphere"
+        geometry = resolve_geometry(src_c, dst_c, method, geometry, area_crs)
         if method == "conserve" and geometry == "sphere":
             res = native.conserve_weights_sphere(src_c, dst_c, norm_type=norm_type, densify_m=densify_m,
-                                                 progress=progress)
+                                                 progress=progress, dst_rows=dst_rows, cells=sphere)
             area_a, area_b = res["area_a"], res["area_b"]
             attrs["geometry"] = "sphere: great-circle cell edges, areas on the unit sphere (as ESMF)"
             attrs["densify_m"] = float(densify_m)
@@ -157,7 +180,7 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
         elif method == "conserve":
             crs = native.choose_area_crs(src_c, dst_c, area_crs)
             res = native.conserve_weights(src_c, dst_c, norm_type=norm_type, area_crs=crs, densify_deg=densify_deg,
-                                          progress=progress)
+                                          progress=progress, dst_rows=dst_rows)
             R2 = res["R"] ** 2
             area_a, area_b = res["area_a_m2"] / R2, res["area_b_m2"] / R2
             attrs["area_crs"] = describe(crs)
@@ -166,20 +189,43 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
             attrs["geometry"] = "plane: exact intersection in an equal-area projection"
         elif method == "bilinear":
             res = native.bilinear_weights(src_c, dst_c, geometry=geometry, extrap_method=extrap_method,
-                                          pole_method=pole_method)
+                                          pole_method=pole_method, dst_rows=dst_rows)
             area_a = area_b = None
             attrs["geometry"] = ("sphere: ESMF bilinear on the sphere (3-D quadrilaterals of source centres, "
                                  f"pole_method {pole_method})" if geometry == "sphere"
                                  else "plane: bilinear in the source grid's coordinates")
         elif method == "nearest_dtos":
-            res = native.nearest_dtos_weights(src_c, dst_c, extrap_method=extrap_method)
+            rows = None if dst_rows is None else np.unique(np.asarray(dst_rows, dtype=np.int64))
+            if rows is not None and rows.size == 0:  # an MPI rank without rows
+                e = np.zeros(0, dtype=np.int64)
+                res = dict(row=e, col=e, S=np.zeros(0), frac_a=src_c.mask.astype(np.float64),
+                           frac_b=np.zeros(dst_c.size))
+            elif rows is not None and not np.isin(np.nonzero(dst_c.mask)[0], rows).all():
+                raise RegridError("nearest_dtos maps sources to destinations: it cannot be split by destination rows")
+            else:
+                res = native.nearest_dtos_weights(src_c, dst_c, extrap_method=extrap_method)
             area_a = area_b = None
         else:
-            res = native.nearest_stod_weights(src_c, dst_c)
+            res = native.nearest_stod_weights(src_c, dst_c, dst_rows=dst_rows)
             area_a = area_b = None
         attrs["generator"] = "bmi-dhydro coupler.regrid, native backend (exact polygon intersection)"
     if extrap_method != "none":
         attrs["extrap_method"] = extrap_method
+    return res, area_a, area_b, attrs
+
+
+def resolve_geometry(src_c: CellSet, dst_c: CellSet, method: str, geometry: str, area_crs: Any) -> str:
+    """``geometry="auto"`` made explicit (see :func:`generate_weights`)."""
+    if geometry != "auto":
+        return geometry
+    explicit = method == "conserve" and area_crs is not None and not (isinstance(area_crs, str)
+                                                                        and area_crs == "auto")
+    return "plane" if explicit or (src_c.crs.is_projected and dst_c.crs.is_projected) else "sphere"
+
+
+def _assemble(src_c: CellSet, dst_c: CellSet, res: dict, area_a: Any, area_b: Any, attrs: dict, *, method: str,
+              norm_type: str, extrap_method: str, unmapped: str) -> Weights:
+    """The :class:`Weights` of a generator result, with the cells' coordinates; the unmapped check."""
     xc_a, yc_a = src_c.lonlat_centers()
     xc_b, yc_b = dst_c.lonlat_centers()
     va = src_c.lonlat_vertices()
@@ -201,5 +247,5 @@ def generate_weights(src: Any, dst: Any, method: str = "conserve", *, norm_type:
                f"({method}); first: {', '.join(map(str, names))}")
         if unmapped == "error":
             raise UnmappedError(msg + "; pass unmapped='nan' to keep them as NaN")
-        warnings.warn(msg + "; their regridded values will be NaN", stacklevel=2)
+        warnings.warn(msg + "; their regridded values will be NaN", stacklevel=3)
     return w

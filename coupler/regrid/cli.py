@@ -135,9 +135,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         return int(handler(args) or 0)
-    except (RegridError, FileExistsError, OSError) as exc:
-        print(f"dhydro regrid {args.regrid_command}: error: {exc}", file=sys.stderr)
-        return 1
+    except Exception as exc:
+        if getattr(exc, "_dhydro_agreed", False):
+            # under MPI: the failing rank already printed "dhydro: rank R of N failed in ...", every rank stops
+            return 1
+        if isinstance(exc, (RegridError, FileExistsError, OSError)):
+            print(f"dhydro regrid {args.regrid_command}: error: {exc}", file=sys.stderr)
+            return 1
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,23 +166,37 @@ def _check_out(path: str, overwrite: bool) -> Path:
 
 
 def _cmd_weights(args: argparse.Namespace) -> int:
+    from coupler.mpi import get_comm, is_serial
+
     from . import generate_weights, read_cells
     from .weights import Weights
 
-    out = _check_out(args.output, args.overwrite)
-    cells = {}
-    for side in ("src", "dst"):
-        kw = dict(var=getattr(args, f"{side}_var"), x=getattr(args, f"{side}_x"), y=getattr(args, f"{side}_y"),
-                  mask=getattr(args, f"{side}_mask"), crs=getattr(args, f"{side}_crs"),
-                  id_field=getattr(args, f"{side}_id_field"), layer=getattr(args, f"{side}_layer"))
-        cells[side] = read_cells(getattr(args, side), **kw)
-        log.info(f"{side}: {cells[side].describe()}")
-    w: Weights = generate_weights(cells["src"], cells["dst"], args.method, norm_type=args.norm_type,
-                                  backend=args.backend, unmapped=args.unmapped, area_crs=args.area_crs,
-                                  densify_deg=args.densify_deg or None, geometry=args.geometry,
-                                  densify_m=args.densify_m, extrap_method=args.extrap_method,
-                                  pole_method=args.pole_method, progress=not args.no_progress)
-    w.to_netcdf(out)
+    def side_kwargs(side: str) -> dict:
+        return dict(var=getattr(args, f"{side}_var"), x=getattr(args, f"{side}_x"), y=getattr(args, f"{side}_y"),
+                    mask=getattr(args, f"{side}_mask"), crs=getattr(args, f"{side}_crs"),
+                    id_field=getattr(args, f"{side}_id_field"), layer=getattr(args, f"{side}_layer"))
+
+    opts = dict(norm_type=args.norm_type, backend=args.backend, unmapped=args.unmapped, area_crs=args.area_crs,
+                densify_deg=args.densify_deg or None, geometry=args.geometry, densify_m=args.densify_m,
+                extrap_method=args.extrap_method, pole_method=args.pole_method, progress=not args.no_progress)
+    comm = get_comm()  # COMM_WORLD under mpiexec with more than one rank, the serial stand-in otherwise
+    if not is_serial(comm):
+        from .parallel import generate_weights_mpi
+
+        out = Path(args.output)
+        w = generate_weights_mpi(args.src, args.dst, args.method, comm=comm, output=out, overwrite=args.overwrite,
+                                 src_kwargs=side_kwargs("src"), dst_kwargs=side_kwargs("dst"), **opts)
+        if w is None:  # ranks other than 0: rank 0 wrote the file
+            return 0
+        log.info(f"{comm.Get_size()} MPI ranks, each the weights of a block of destination cells")
+    else:
+        out = _check_out(args.output, args.overwrite)
+        cells = {}
+        for side in ("src", "dst"):
+            cells[side] = read_cells(getattr(args, side), **side_kwargs(side))
+            log.info(f"{side}: {cells[side].describe()}")
+        w: Weights = generate_weights(cells["src"], cells["dst"], args.method, **opts)
+        w.to_netcdf(out)
     log.info(w.summary())
     if args.method == "conserve" and args.norm_type == "dstarea" and w.partially_mapped.any():
         log.warning(f"{int(w.partially_mapped.sum())} destinations are only partly covered by the source; with "

@@ -94,6 +94,25 @@ def _fix_invalid(polys: np.ndarray, what: str) -> np.ndarray:
     return polys
 
 
+def _rows_mask(dst: CellSet, dst_rows: Any) -> np.ndarray | None:
+    """``dst_rows`` (destination indices, or a boolean mask over the destination cells) as a boolean mask."""
+    if dst_rows is None:
+        return None
+    r = np.asarray(dst_rows)
+    if r.dtype == bool:
+        if r.shape != (dst.size,):
+            raise RegridError(f"dst_rows: a mask of {r.shape} for {dst.size} destination cells")
+        return r
+    m = np.zeros(dst.size, dtype=bool)
+    m[r.astype(np.int64)] = True
+    return m
+
+
+def _in_rows(idx: np.ndarray, sel: np.ndarray | None) -> np.ndarray:
+    """The destination indices ``idx`` selected by the mask ``sel`` (all of them when ``None``)."""
+    return idx if sel is None else idx[sel[idx]]
+
+
 def _progress(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
@@ -146,11 +165,18 @@ def _all_source_areas(src: CellSet, area_crs: CRS, densify_deg: float | None, wi
 
 
 def conserve_weights(src: CellSet, dst: CellSet, *, norm_type: str = "dstarea", area_crs: CRS,
-                     densify_deg: float | None = 0.05, progress: bool = True, chunk: int = 256) -> dict:
+                     densify_deg: float | None = 0.05, progress: bool = True, chunk: int = 256,
+                     dst_rows: Any = None) -> dict:
     """First-order conservative weights by exact polygon intersection in ``area_crs``.
 
-    Returns a dict with ``row, col, S`` (0-based, sorted by row then col), ``frac_a, frac_b``
-    and ``area_a_m2, area_b_m2`` (m^2), ``R`` (the authalic radius used for square radians).
+    Returns a dict with ``row, col, S`` (0-based, sorted by row then col), ``A`` (the intersection areas,
+    m^2, of the same entries), ``frac_a, frac_b`` and ``area_a_m2, area_b_m2`` (m^2), ``R`` (the authalic
+    radius used for square radians).
+
+    ``dst_rows`` (indices, or a boolean mask over the destination cells): intersect only those destination cells
+    (one MPI rank's rows, :mod:`coupler.regrid.parallel`); everything else (areas, the source window) is computed
+    as for all cells, so these rows are exactly the serial ones. ``frac_b`` is then only meaningful on those rows
+    and ``frac_a`` counts only their overlaps.
     """
     if norm_type not in ("dstarea", "fracarea"):
         raise RegridError(f"norm_type must be 'dstarea' or 'fracarea', got {norm_type!r}")
@@ -162,7 +188,7 @@ def conserve_weights(src: CellSet, dst: CellSet, *, norm_type: str = "dstarea", 
     sarea = shapely.area(spoly)
     area_a = _all_source_areas(src, area_crs, densify_deg, sidx, sarea)
     rows, cols, inter = [], [], []
-    d_ids = np.nonzero(dactive)[0]
+    d_ids = _in_rows(np.nonzero(dactive)[0], _rows_mask(dst, dst_rows))
     if spoly.size and d_ids.size:
         tree = shapely.STRtree(spoly)
         bar = _progress(d_ids.size, "conservative weights", progress)
@@ -203,7 +229,7 @@ def conserve_weights(src: CellSet, dst: CellSet, *, norm_type: str = "dstarea", 
     else:
         S = A / covered_b[row]
     frac_b[~dst.mask] = 0.0
-    return dict(row=row, col=col, S=S, frac_a=frac_a, frac_b=frac_b, area_a_m2=area_a, area_b_m2=area_b,
+    return dict(row=row, col=col, S=S, A=A, frac_a=frac_a, frac_b=frac_b, area_a_m2=area_a, area_b_m2=area_b,
                 R=authalic_radius(area_crs), area_crs=area_crs)
 
 
@@ -246,11 +272,15 @@ def _sphere_source_candidates(src: CellSet, D: Any, d_ids: np.ndarray) -> np.nda
 
 
 def conserve_weights_sphere(src: CellSet, dst: CellSet, *, norm_type: str = "dstarea", densify_m: float = 20.0,
-                            progress: bool = True, chunk: int = 512) -> dict:
+                            progress: bool = True, chunk: int = 512, dst_rows: Any = None,
+                            cells: tuple | None = None) -> dict:
     """First-order conservative weights between cells with great-circle edges on the unit sphere (ESMF's).
 
-    See :mod:`coupler.regrid.sphere` for the method. Returns ``row, col, S`` (0-based, sorted),
-    ``frac_a, frac_b`` and ``area_a, area_b`` in steradians.
+    See :mod:`coupler.regrid.sphere` for the method. Returns ``row, col, S`` (0-based, sorted), ``A`` (the
+    intersection areas of the same entries, sr), ``frac_a, frac_b`` and ``area_a, area_b`` in steradians.
+    ``dst_rows``: only those destination rows, as in :func:`conserve_weights`. ``cells``: the
+    source and destination :class:`~coupler.regrid.sphere.SphereCells` when already built (with their areas, e.g.
+    computed block by block on MPI ranks: :mod:`coupler.regrid.parallel`).
     """
     from scipy.spatial import cKDTree
 
@@ -258,8 +288,7 @@ def conserve_weights_sphere(src: CellSet, dst: CellSet, *, norm_type: str = "dst
 
     if norm_type not in ("dstarea", "fracarea"):
         raise RegridError(f"norm_type must be 'dstarea' or 'fracarea', got {norm_type!r}")
-    S_cells = sphere_cells(src, densify_m)
-    D_cells = sphere_cells(dst, densify_m)
+    S_cells, D_cells = cells if cells is not None else (sphere_cells(src, densify_m), sphere_cells(dst, densify_m))
     area_a = S_cells.areas()
     area_b = D_cells.areas()
     d_ids = np.nonzero(dst.mask & (area_b > 0))[0]
@@ -279,10 +308,16 @@ def conserve_weights_sphere(src: CellSet, dst: CellSet, *, norm_type: str = "dst
         while (54.8 if k == 1 else 64.0 / k) + need >= 88.0:
             k += 1
         chart_id, charts = charts_for(cd, k)
-        bar = _progress(d_ids.size, "conservative weights (sphere)", progress)
+        # the charts and the chart of each destination come from all destinations (as in a serial run); a
+        # dst_rows keeps only its own destinations of each chart
+        sel = _rows_mask(dst, dst_rows)
+        mine = np.ones(d_ids.size, dtype=bool) if sel is None else sel[d_ids]
+        bar = _progress(int(mine.sum()), "conservative weights (sphere)", progress)
         try:
             for f, chart in enumerate(charts):
-                on = chart_id == f
+                on = (chart_id == f) & mine
+                if not on.any():
+                    continue
                 dsel = d_ids[on]
                 rdmax = float(rd[on].max())
                 dist, _ = cKDTree(cd[on]).query(cs, k=1, distance_upper_bound=2.0 * np.sin(
@@ -343,7 +378,7 @@ def _finish_conserve(rows: list, cols: list, inter: list, area_a: np.ndarray, ar
         frac_a = np.where(area_a > 0, covered_a / area_a, 0.0)
     S = A / area_b[row] if norm_type == "dstarea" else A / covered_b[row]
     frac_b[~dst.mask] = 0.0
-    return dict(row=row, col=col, S=S, frac_a=frac_a, frac_b=frac_b, area_a=area_a, area_b=area_b)
+    return dict(row=row, col=col, S=S, A=A, frac_a=frac_a, frac_b=frac_b, area_a=area_a, area_b=area_b)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -469,13 +504,14 @@ def _finish_interp(rows: list, cols: list, vals: list, src: CellSet, dst: CellSe
 
 
 def bilinear_weights(src: CellSet, dst: CellSet, *, geometry: str = "sphere", extrap_method: str = "none",
-                     pole_method: str = "all") -> dict:
+                     pole_method: str = "all", dst_rows: Any = None) -> dict:
     """Bilinear weights from a structured source grid to destination centres.
 
     ``geometry="sphere"``: ESMF's definition on the sphere (:mod:`coupler.regrid.interp_sphere`), with
     pole triangles on global grids (``pole_method="all"``). ``geometry="plane"``: interpolation in the
     source grid's own coordinates (see the module docstring). ``extrap_method="nearest_stod"`` fills the
-    active destinations left unmapped with the nearest active source centre.
+    active destinations left unmapped with the nearest active source centre. ``dst_rows`` (indices or a boolean
+    mask): only those destination rows (one MPI rank's share; ``frac_b`` is then only meaningful on those rows).
     """
     from .interp_sphere import EXTRAP_METHODS, POLE_METHODS, bilinear_sphere, unit_vectors
 
@@ -493,7 +529,8 @@ def bilinear_weights(src: CellSet, dst: CellSet, *, geometry: str = "sphere", ex
     rows: list = []
     cols: list = []
     vals: list = []
-    d = np.nonzero(dst.mask)[0]
+    sel = _rows_mask(dst, dst_rows)
+    d = _in_rows(np.nonzero(dst.mask)[0], sel)
     mapped = np.zeros(dst.size, dtype=bool)
     if geometry == "plane":
         px, py = dst.centers(src.crs)
@@ -504,6 +541,8 @@ def bilinear_weights(src: CellSet, dst: CellSet, *, geometry: str = "sphere", ex
         else:
             corners, w, ok = _bilinear_curv(src, px, py)
         ok &= dst.mask
+        if sel is not None:
+            ok &= sel
         ok &= src.mask[corners].all(axis=1)
         g = np.nonzero(ok)[0]
         rows.append(np.repeat(g, 4))
@@ -525,16 +564,16 @@ def bilinear_weights(src: CellSet, dst: CellSet, *, geometry: str = "sphere", ex
             vals.append(extra[2])
         mapped[d[ok]] = True
     if extrap_method == "nearest_stod":
-        _extrap_nearest_stod(src, dst, mapped, rows, cols, vals)
+        _extrap_nearest_stod(src, dst, mapped, rows, cols, vals, sel)
     return _finish_interp(rows, cols, vals, src, dst, mapped)
 
 
 def _extrap_nearest_stod(src: CellSet, dst: CellSet, mapped: np.ndarray, rows: list, cols: list,
-                         vals: list) -> None:
+                         vals: list, sel: np.ndarray | None = None) -> None:
     """Active destinations not yet mapped take the nearest active source centre (ESMF's extrap nearest_stod)."""
     from .interp_sphere import nearest_indices, unit_vectors
 
-    todo = np.nonzero(dst.mask & ~mapped)[0]
+    todo = _in_rows(np.nonzero(dst.mask & ~mapped)[0], sel)
     act = np.nonzero(src.mask)[0]
     if todo.size == 0 or act.size == 0:
         return
@@ -547,8 +586,10 @@ def _extrap_nearest_stod(src: CellSet, dst: CellSet, mapped: np.ndarray, rows: l
     mapped[todo] = True
 
 
-def nearest_stod_weights(src: CellSet, dst: CellSet) -> dict:
-    """Each active destination location takes the value of the nearest active source centre (ties: lowest index)."""
+def nearest_stod_weights(src: CellSet, dst: CellSet, *, dst_rows: Any = None) -> dict:
+    """Each active destination location takes the value of the nearest active source centre (ties: lowest index).
+
+    ``dst_rows`` (indices or a boolean mask): only those destination rows."""
     from .interp_sphere import nearest_indices, unit_vectors
 
     act = np.nonzero(src.mask)[0]
@@ -556,7 +597,7 @@ def nearest_stod_weights(src: CellSet, dst: CellSet) -> dict:
         raise RegridError(f"nearest_stod: the source {src.describe()} has no active cells")
     slon, slat = src.lonlat_centers()
     dlon, dlat = dst.lonlat_centers()
-    d = np.nonzero(dst.mask)[0]
+    d = _in_rows(np.nonzero(dst.mask)[0], _rows_mask(dst, dst_rows))
     nn = nearest_indices(unit_vectors(slon[act], slat[act]), unit_vectors(dlon[d], dlat[d]))
     frac_b = np.zeros(dst.size)
     frac_b[d] = 1.0

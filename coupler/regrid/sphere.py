@@ -247,16 +247,34 @@ class SphereCells:
         np.maximum.at(r, ci, np.arccos(cosang))
         return c, r
 
-    def areas(self) -> np.ndarray:
-        """Spherical area (sr) of every cell (masked ones included)."""
+    def areas(self, index: np.ndarray | None = None) -> np.ndarray:
+        """Spherical area (sr) of every cell (masked ones included), or of cells ``index`` (not cached).
+
+        Each cell's area depends on its own vertices only, so areas computed block by block (MPI ranks, then
+        :meth:`set_areas`) are the areas of all cells at once, bit for bit."""
+        if index is not None:
+            index = np.asarray(index, dtype=np.int64)
+            if self._area is not None:
+                return self._area[index]
+            return self._areas_of(index)
         if self._area is None:
-            if self.quads is not None:
-                q = self.quads
-                ri = np.repeat(np.arange(self.n), q.shape[1])
-                self._area = np.abs(ring_signed_areas(q.reshape(-1, 3), ri, self.n))
-            else:
-                self._area = polygon_areas_xyz(self.geoms, lambda xy: lonlat_to_xyz(xy[:, 0], xy[:, 1]))
+            self._area = self._areas_of(None)
         return self._area
+
+    def _areas_of(self, index: np.ndarray | None) -> np.ndarray:
+        if self.quads is not None:
+            q = self.quads if index is None else self.quads[index]
+            ri = np.repeat(np.arange(q.shape[0]), q.shape[1])
+            return np.abs(ring_signed_areas(q.reshape(-1, 3), ri, q.shape[0]))
+        g = self.geoms if index is None else self.geoms[index]
+        return polygon_areas_xyz(g, lambda xy: lonlat_to_xyz(xy[:, 0], xy[:, 1]))
+
+    def set_areas(self, area: np.ndarray) -> None:
+        """Use ``area`` (one value per cell, sr) as the cells' areas (computed elsewhere, e.g. block by block)."""
+        area = np.asarray(area, dtype=np.float64)
+        if area.shape != (self.n,):
+            raise RegridError(f"{self.what}: {area.shape} areas for {self.n} cells")
+        self._area = area
 
     # --- charts -------------------------------------------------------------------------------------
     def in_chart(self, chart: Chart, index: np.ndarray) -> np.ndarray:
