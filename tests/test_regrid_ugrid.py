@@ -426,6 +426,15 @@ def test_several_2d_meshes_need_mesh_argument(tmp_path):
         read_grid(path, mesh="nope")
     with pytest.raises(RegridError, match="not a UGRID mesh topology"):
         read_grid(path, mesh="m2_lon")
+    # the command line picks the mesh of each side: --src-mesh / --dst-mesh
+    from coupler.regrid.cli import main
+    from coupler.regrid.weights import read_weights
+
+    out = tmp_path / "w.nc"
+    assert main(["weights", str(path), str(path), "-o", str(out), "--src-mesh", "mesh2d", "--dst-mesh", "m2",
+                 "--quiet"]) == 0
+    w = read_weights(out)
+    assert (w.n_a, w.n_b) == (16, len(faces2))
 
 
 def test_fill_values_inside_a_row_and_bad_indices(tmp_path):

@@ -55,6 +55,8 @@ def _build(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         w.add_argument(f"--{side}-crs", help=f"{side}: CRS to assume (EPSG code, WKT or PROJ string)")
         w.add_argument(f"--{side}-id-field", help=f"{side} polygons: identifier column")
         w.add_argument(f"--{side}-layer", help=f"{side} polygons: layer of a multi-layer file")
+        w.add_argument(f"--{side}-mesh", help=f"{side} UGRID file: the mesh_topology variable to use (when it has "
+                                              "several 2-D meshes)")
     w.add_argument("--area-crs", default="auto", help="native conserve: equal-area CRS for the intersections")
     w.add_argument("--densify-deg", type=float, default=0.05,
                    help="native conserve: densify lon/lat cell edges to this step (degrees); 0 disables")
@@ -174,7 +176,8 @@ def _cmd_weights(args: argparse.Namespace) -> int:
     def side_kwargs(side: str) -> dict:
         return dict(var=getattr(args, f"{side}_var"), x=getattr(args, f"{side}_x"), y=getattr(args, f"{side}_y"),
                     mask=getattr(args, f"{side}_mask"), crs=getattr(args, f"{side}_crs"),
-                    id_field=getattr(args, f"{side}_id_field"), layer=getattr(args, f"{side}_layer"))
+                    id_field=getattr(args, f"{side}_id_field"), layer=getattr(args, f"{side}_layer"),
+                    mesh=getattr(args, f"{side}_mesh"))
 
     opts = dict(norm_type=args.norm_type, backend=args.backend, unmapped=args.unmapped, area_crs=args.area_crs,
                 densify_deg=args.densify_deg or None, geometry=args.geometry, densify_m=args.densify_m,
