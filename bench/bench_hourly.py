@@ -151,8 +151,8 @@ def main(argv=None):
               "checked every 30 days over every unit).", "",
               f"Run time: daily {wall['daily']:.1f} s, hourly {wall['hourly']:.1f} s.", "",
               "ngen's per-catchment call pattern (one catchment, real hourly AORC forcing; minimum of 3 runs): "
-              f"daily_release {cost['daily_release']:.1f} µs, hourly {cost['hourly']:.1f} µs per catchment-step "
-              f"(×{cost['hourly'] / cost['daily_release']:.2f}).", ""]
+              f"daily_release {cost['daily_release']:.1f} µs, hourly {cost['hourly']:.1f} µs per catchment-step"
+              + (" (quick: no ratio)." if args.quick else f" (×{cost['hourly'] / cost['daily_release']:.2f})."), ""]
     (HERE / "results").mkdir(exist_ok=True)
     name = "hourly_quick" if args.quick else "hourly"
     (HERE / "results" / f"{name}.md").write_text("\n".join(lines))
