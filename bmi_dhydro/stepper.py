@@ -103,6 +103,19 @@ class Stepper:
         self._use_model(model)
         self.reset_state()
 
+    @property
+    def dyn(self) -> dict:
+        """hourly stepping: the day's dynamic parameters (name -> (n, nmul), per day)."""
+        return self._dyn
+
+    @dyn.setter
+    def dyn(self, value: dict) -> None:
+        # replaced once a day: what every hourly step derives from them is derived here once
+        self._dyn = value
+        self._dyn_scaled = physics.scale_rates(value, self.dt_fw / 86400.0) if value else None
+        self._dyn_means = (dict(zip([f"param_{k}" for k in value], numpy_component_means(*value.values())))
+                           if value else {})
+
     def _use_model(self, model: DeltaModel) -> None:
         self.model = model
         # the model the physics steps with: the model itself, or a view stepping the framework step (hourly)
@@ -433,11 +446,15 @@ class Stepper:
         """:meth:`DeltaModel.advance_numpy` with the HBV step through the fused kernel (network not run)."""
         st = self._numpy_state()
         prep = self._prepared_numpy()
-        scaled = physics.scale_rates(dynamic, self.pmodel.config.dt_days) if dynamic else None
+        if dynamic is self._dyn:  # the day's parameters: scaled and averaged once a day (the dyn setter)
+            scaled, dyn_means = self._dyn_scaled, self._dyn_means
+        else:
+            scaled = physics.scale_rates(dynamic, self.pmodel.config.dt_days) if dynamic else None
+            dyn_means = (dict(zip([f"param_{k}" for k in dynamic], numpy_component_means(*dynamic.values())))
+                         if dynamic else {})
         new_hbv, means = one.step(st.hbv, forcing, scaled)
         buffer, out = self.pmodel._route_and_outputs(means, forcing, st.route_buffer, prep.uh, prep.uh_tail)
-        if dynamic:  # per-day values, component mean
-            out.update(zip([f"param_{k}" for k in dynamic], numpy_component_means(*dynamic.values())))
+        out.update(dyn_means)  # per-day values, component mean
         return ModelState(physics.HbvState(*new_hbv), st.h, st.c, buffer), out
 
     def _pet_step_mm(self, tc, pet_rate_m_s) -> np.ndarray:
