@@ -412,7 +412,9 @@ def load_training_data(cfg: TrainConfig, base_dir: Path):
         msg = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
         if bf is None or not any(b in msg for b in basins):
             raise
-        raise type(exc)(f"{msg} (basin ids read from data.basins_file {bf})") from exc
+        hint = ("; data.camels_root is null, so only the bundled 10-basin subset was searched: give --data PATH"
+                if root is None else "")
+        raise type(exc)(f"{msg} (basin ids read from data.basins_file {bf}{hint})") from exc
 
 
 def read_basins_file(path, what: str = "basins file") -> list[str]:

@@ -320,3 +320,14 @@ def test_validation_seed_fixes_the_held_out_basins_whatever_the_training_seed(tm
     own_a = held_out("a_own", a, None)
     assert own_a != own_b  # without validation.seed the split follows the training seed
     assert fixed_b == own_a  # with it, the held-out basins are those of split seed a
+
+
+def test_a_basin_list_beyond_the_bundled_subset_without_data_says_to_give_data(tmp_path):
+    """The 515-basin config names no data path (the data is not in the repository): without --data the error names
+    the missing basin, the basin file and what to do."""
+    from bmi_dhydro import train as tr
+
+    (tmp_path / "basins.txt").write_text("# one bundled, one not\n01333000\n01350080\n")
+    cfg, base = tr.load_train_config(_tiny_config(tmp_path, data={"basins": None, "basins_file": "basins.txt"}))
+    with pytest.raises(FileNotFoundError, match=r"01350080.*basins.txt; data.camels_root is null.*give --data PATH"):
+        tr.load_training_data(cfg, base)

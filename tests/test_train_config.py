@@ -150,3 +150,21 @@ def test_basin_list_file_errors_name_the_file(tmp_path):
         read_basins_file(f)
     with pytest.raises(FileNotFoundError, match=r"data.basins_file: file not found: .*missing.txt"):
         load_training_data(load(tmp_path, {"data": {"basins_file": "missing.txt"}}, "m.yaml"), tmp_path)
+
+
+def test_the_shipped_training_configs_load_and_name_their_basins_but_no_data_path():
+    """Users never have the developers' data folder: the shipped configs leave the data to --data and list their
+    515 basins in a file inside the repository."""
+    from pathlib import Path
+
+    from bmi_dhydro.train import _resolve
+
+    root = Path(__file__).resolve().parents[1] / "examples" / "train"
+    paths = [root / "camels515_daymet.yaml", *sorted((root / "precision_ab").glob("*.yaml"))]
+    assert len(paths) == 3
+    for path in paths:
+        assert "../shared" not in path.read_text()
+        cfg, base = load_train_config(path)
+        assert cfg.data.camels_root is None, path
+        basins = read_basins_file(_resolve(base, cfg.data.basins_file))
+        assert len(basins) == len(set(basins)) == 515, path

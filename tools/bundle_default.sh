@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install a finished training run (tools/train_default.sh) as the bundled default model and record its skill:
-#   bash tools/bundle_default.sh [DATA.nc|CAMELS_DIR] [BASINS.txt]
+#   bash tools/bundle_default.sh DATA [BASINS.txt]   (DATA as for tools/train_default.sh; BASINS default: the 515)
 # Writes bmi_dhydro/resources/default_model.pt, examples/train/results/ (training log, history, loss curve,
 # validation metrics, and the test-period table of `dhydro evaluate`: summary.md, metrics.csv, nse_cdf.png) and
 # regenerates the golden series of the tests (tools/make_golden.py).
@@ -8,8 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
 RUN=runs/camels515
-DATA="${1:-../shared/data/camels_us_daymet/camels_daymet_train.nc}"
-BASINS="${2:-../shared/data/camels_us_daymet/basins_train.txt}"
+[ $# -ge 1 ] && [ -e "$1" ] || { echo "usage: bash tools/bundle_default.sh DATA [BASINS.txt] (the data the run was trained on; got '${1:-}')" >&2; exit 2; }
+DATA="$1"
+BASINS="${2:-examples/train/basins_camels515.txt}"
 RES=examples/train/results
 [ -f "$RUN/model.pt" ] || { echo "no finished run at $RUN/model.pt" >&2; exit 1; }
 mkdir -p "$RES"

@@ -4,11 +4,15 @@
 # the other), then writes the validation-basin skill of each run (median NSE over the 52 held-out basins, the
 # training period; the test period is not touched) and its seconds per iteration to
 # examples/train/precision_ab/results.md.  Resumable: finished runs are skipped.
-#   bash tools/precision_ab.sh           (needs the 515-basin training set, see camels515_daymet.yaml)
+#   bash tools/precision_ab.sh DATA      (DATA: the 515-basin training set, as for tools/train_default.sh)
+# The held-out split follows each run's seed (no validation.seed): compare precisions within a seed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
 OUT=runs/precision_ab
+[ $# -ge 1 ] && [ -e "$1" ] || { echo "usage: bash tools/precision_ab.sh DATA (the training data; got '${1:-}')" >&2; exit 2; }
+DATA="$(realpath "$1")"
+BASINS="$(realpath examples/train/basins_camels515.txt)"
 mkdir -p "$OUT"
 for seed in 0 1; do
   for prec in float32 bfloat16; do
@@ -16,9 +20,9 @@ for seed in 0 1; do
     [ -f "$run/model.pt" ] && continue
     cfg="$OUT/${prec}_seed$seed.yaml"
     sed "s/^  seed: 0$/  seed: $seed/" "examples/train/precision_ab/$prec.yaml" \
-      | sed "s#camels_root: ../../../../shared#camels_root: $(realpath ../shared 2>/dev/null || echo ../shared)#; s#basins_file: ../../../../shared#basins_file: $(realpath ../shared 2>/dev/null || echo ../shared)#" > "$cfg"
+      | sed "s#^  basins_file: .*#  basins_file: $BASINS#" > "$cfg"
     RESUME=""; [ -f "$run/train_state.pt" ] && RESUME="--resume"
-    "$PY" -m dhydro train "$cfg" --out "$run" --quiet $RESUME
+    "$PY" -m dhydro train "$cfg" --out "$run" --data "$DATA" --quiet $RESUME
   done
 done
 "$PY" - "$OUT" <<'PY'
@@ -27,7 +31,8 @@ from pathlib import Path
 out = Path(sys.argv[1])
 lines = ["# bfloat16 vs float32 training (tools/precision_ab.sh)", "",
          "The bundled model's configuration (515 basins, 25 attributes, LSTM 64, batch 100) shortened to 6 epochs x 150",
-         "iterations; validation = median NSE on the 52 held-out basins over the training period, best epoch.", "",
+         "iterations; validation = median NSE on the 52 held-out basins over the training period, best epoch. The",
+         "held-out basins follow the seed (each seed its own split): compare the precisions within a seed.", "",
          "| precision | seed | selected epoch | validation median NSE | s/it |", "|---|---|---|---|---|"]
 for seed in (0, 1):
     for prec in ("float32", "bfloat16"):
