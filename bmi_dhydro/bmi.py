@@ -121,10 +121,23 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         self._vars = {**INPUT_VARS, **OUTPUT_VARS, **MASS_TABLE, **SER_TABLE, **{p: parameter_var(p) for p in self._param_names}}
         self._valid_names = sorted(self._vars)
 
+    #: the outputs every model step writes, as rows of one block so _refresh_outputs writes them in a few whole-block
+    #: operations (one catchment stepping hourly: each numpy call costs more than its arithmetic).  The first seven
+    #: are the stepper's mm divided by these numbers (m; the leak's sign turned), the last five the stores' means.
+    _BLOCK = (RUNOFF_DEPTH, "ngen::mass_in", "ngen::mass_out", "ngen::mass_stored", "ngen::mass_leaked", ET_FLUX,
+              PET_OUT, *STORE_VARS.values())
+    _BLOCK_DIV = np.array([1000.0, 1000.0, 1000.0, 1000.0, -1000.0, 1000.0, 1000.0])[:, None]
+
     def _allocate(self) -> None:
         n = self.n
+        # every buffer is allocated once, here; get_value_ptr hands out these arrays (rows of the block are views)
+        self._block = np.zeros((len(self._BLOCK), n), dtype="float64")
+        self._block_src = np.zeros((len(self._BLOCK_DIV), n), dtype="float64")  # scratch: the stepper's values
+        self._stored_mm = np.zeros(n, dtype="float64")
+        for i, name in enumerate(self._BLOCK):
+            self._buf[name] = self._block[i]
         for name, var in self._vars.items():
-            if var.role in ("input", "output", "parameter", "mass"):
+            if var.role in ("input", "output", "parameter", "mass") and name not in self._BLOCK:
                 self._buf[name] = np.zeros(n, dtype="float64")
         self._buf[PET][:] = np.nan  # unset: the internal PET method is used
         for name in self._inputs:
@@ -132,6 +145,7 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         self._fill_parameters()
 
     def _fill_parameters(self) -> None:
+        self._dynamic_seen = {}  # (the per-day values _refresh_outputs last copied into the parameter buffers)
         if self.model.is_fixed:
             for p in self._param_names:
                 v = self.model.provider.value(p).double().numpy()
@@ -148,7 +162,7 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         p, t, sw, pres, tmax, tmin = self._checked_inputs()
         s = self.stepper
         completed = s.step(p, t, sw, pres, self._buf[PET] if self._pet_live else None, tmax, tmin)
-        self._refresh_outputs(model_step=completed)
+        self._refresh_outputs(model_step=completed, all_outputs=False)
 
     def update_until(self, time: float) -> None:
         self._require_live("update_until")
@@ -199,34 +213,43 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         self.stepper.invalidate_parameters()
         self._params_dirty = False
 
-    def _refresh_outputs(self, model_step: bool = True) -> None:
+    def _refresh_outputs(self, model_step: bool = True, all_outputs: bool = True) -> None:
         """Copy the stepper's results into the live buffers (in place).  Between model steps (``model_step`` False)
-        only the mass accounting changes: the rest holds over the model step."""
+        only the mass accounting changes: the rest holds over the model step.  ``all_outputs`` False (update):
+        per-day values already copied (the same arrays, hourly stepping) are not copied again."""
         s = self.stepper
         b = self._buf
-        if model_step or self._depth_override:
-            depth, flux = b[RUNOFF_DEPTH], b[RUNOFF_FLUX]
-            np.divide(s.release, 1000.0, out=depth)
-            np.multiply(depth, self._area_m2, out=flux)
-            np.divide(flux, s.dt_fw, out=flux)
-            self._depth_override = False
-        np.divide(s.mass_in, 1000.0, out=b["ngen::mass_in"])
-        np.divide(s.mass_out, 1000.0, out=b["ngen::mass_out"])
-        stored = s.stored_mm(out=b["ngen::mass_stored"])
-        np.divide(stored, 1000.0, out=stored)
+        if all_outputs:
+            self._dynamic_seen = {}
+        depth, flux = b[RUNOFF_DEPTH], b[RUNOFF_FLUX]
         if not model_step:
+            if self._depth_override:
+                np.divide(s.release, 1000.0, out=depth)
+                np.multiply(depth, self._area_m2, out=flux)
+                np.divide(flux, s.dt_fw, out=flux)
+                self._depth_override = False
+            np.divide(s.mass_in, 1000.0, out=b["ngen::mass_in"])
+            np.divide(s.mass_out, 1000.0, out=b["ngen::mass_out"])
+            stored = s.stored_mm(out=b["ngen::mass_stored"])
+            np.divide(stored, 1000.0, out=stored)
             return
-        for key, name in (("et", ET_FLUX), ("pet", PET_OUT)):
-            np.divide(s.last[key], 1000.0, out=b[name])
-            np.divide(b[name], s.dt_step, out=b[name])
-        for key, name in STORE_VARS.items():
-            b[name][:] = s.store_means[key]
+        blk = self._block
+        src = (s.release, s.mass_in, s.mass_out, s.stored_mm(out=self._stored_mm), s.mass_leak, s.last["et"],
+               s.last["pet"])
+        np.concatenate(src, out=self._block_src.reshape(-1))
+        np.divide(self._block_src, self._BLOCK_DIV, out=blk[:7])  # m from mm
+        np.divide(blk[5:7], s.dt_step, out=blk[5:7])  # ET and PET: m s-1 over the physics step
+        np.concatenate([s.store_means[k] for k in STORE_VARS], out=blk[7:].reshape(-1))
         np.add(b[STORE_VARS["snowpack"]], b[STORE_VARS["meltwater"]], out=b[SWE])
-        np.divide(s.mass_leak, -1000.0, out=b["ngen::mass_leaked"])
+        np.multiply(depth, self._area_m2, out=flux)
+        np.divide(flux, s.dt_fw, out=flux)
+        self._depth_override = False
         last = s.last_out
         for name, key in self._dynamic_outputs:
-            if key in last:
-                b[name][:] = last[key]
+            v = last.get(key)
+            if v is not None and v is not self._dynamic_seen.get(name):  # hourly: the day's values, the same all day
+                b[name][:] = v
+                self._dynamic_seen[name] = v
 
     # -- state (bmi_dhydro.bmi_state) ---------------------------------------------------------------------------------
     def save_state(self, path) -> Path:
@@ -321,18 +344,22 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
             raise UnknownVariableError(f"variable {name!r} is not on a grid")
         return 0
 
+    # ngen asks for a variable's type, size and bytes several times per catchment-step: the lookups are inlined
     def get_var_type(self, name: str) -> str:
-        return self._var(name).dtype
+        v = self._vars.get(name)
+        return (v or self._var(name)).dtype
 
     def get_var_units(self, name: str) -> str:
         return self._var(name).units
 
     def get_var_itemsize(self, name: str) -> int:
-        return ITEMSIZE[self._var(name).dtype]
+        v = self._vars.get(name)
+        return ITEMSIZE[(v or self._var(name)).dtype]
 
     def get_var_nbytes(self, name: str) -> int:
-        self._var(name)
-        return int(self._buf[name].nbytes)
+        if name not in self._vars:
+            self._var(name)
+        return self._buf[name].nbytes
 
     def get_var_location(self, name: str) -> str:
         v = self._var(name)
@@ -375,7 +402,8 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         return dest
 
     def get_value_at_indices(self, name: str, dest: np.ndarray, inds: np.ndarray) -> np.ndarray:
-        self._var(name)
+        if name not in self._vars:
+            self._var(name)
         src = self._buf[name]
         inds = np.asarray(inds)
         if inds.size == 1 and inds.dtype.kind in "iu":  # ngen reads one value at a time: no fancy indexing

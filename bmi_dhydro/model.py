@@ -166,7 +166,7 @@ class NumpyPrepared(NamedTuple):
     attrs_norm: np.ndarray
     static: dict  # name -> (n, nmul), already scaled to the step
     uh: np.ndarray | None  # (n, L) unit hydrograph or None
-    uh_tail: np.ndarray | None  # (n, L) physics.in_flight_weights(uh)
+    uh_step: np.ndarray | None  # (n, L, 2) physics.step_matrix(uh): one step's routing and water in flight
 
 
 #: advance() runs an inference step (autograd off, CPU) of at most this many values per state (n_units · nmul) in
@@ -309,16 +309,22 @@ class DeltaModel(nn.Module):
             "swe": stores["snowpack"] + stores["meltwater"],
             "routing_store": rstore,
         }
-        out["storage"] = sum(stores[n] for n in physics.STATE_NAMES) + rstore
+        names = physics.STATE_NAMES
+        total = stores[names[0]]
+        for n in names[1:]:  # the sums of sum(), without its leading 0 + (one operation fewer per step)
+            total = total + stores[n]
+        out["storage"] = total + rstore
         return out
 
-    def _route_and_outputs(self, means, forcing_t, route_buffer, uh, uh_tail=None):
-        """Route one step's runoff (when ``uh`` is given) and build the outputs; torch tensors or numpy arrays.
-        Returns the new routing buffer and the outputs."""
+    def _route_and_outputs(self, means, forcing_t, route_buffer, uh, uh_step=None):
+        """Route one step's runoff (when ``uh`` is given) and build the outputs; torch tensors or numpy arrays
+        (``uh_step``: numpy, :func:`physics.step_matrix` of ``uh``).  Returns the new routing buffer and the outputs."""
         q = means["q"]
-        if uh is not None:
+        if uh_step is not None:
+            routed, buffer, rstore = physics.route_step_in_flight(q, route_buffer, uh_step)
+        elif uh is not None:
             routed, buffer = physics.route_step(q, uh, route_buffer)
-            rstore = physics.in_flight(uh, buffer, uh_tail)
+            rstore = physics.in_flight(uh, buffer)
         else:
             routed, buffer, rstore = q, route_buffer, ops(q).zeros_like(q)
         return buffer, self._outputs(means, forcing_t, routed, rstore)
@@ -347,7 +353,7 @@ class DeltaModel(nn.Module):
         prep = self.prepare(attributes)
         uh = None if prep.uh is None else prep.uh.detach().numpy()
         return NumpyPrepared(prep.attrs_norm.detach().numpy(), {k: v.detach().numpy() for k, v in prep.static.items()},
-                             uh, None if uh is None else physics.in_flight_weights(uh))
+                             uh, None if uh is None else physics.step_matrix(uh))
 
     def advance_numpy(self, state: ModelState, forcing_step: np.ndarray, prep: NumpyPrepared, dynamic: dict | None = None
                       ) -> tuple[ModelState, dict]:
@@ -367,7 +373,7 @@ class DeltaModel(nn.Module):
                                    capillary=config.capillary)
         m = numpy_component_means(fluxes.q, fluxes.et, fluxes.leak, *hbv)  # one reduction for all eight
         means = {"q": m[0], "et": m[1], "leak": m[2], **dict(zip(physics.STATE_NAMES, m[3:]))}
-        buffer, out = self._route_and_outputs(means, forcing_step, state.route_buffer, prep.uh, prep.uh_tail)
+        buffer, out = self._route_and_outputs(means, forcing_step, state.route_buffer, prep.uh, prep.uh_step)
         if dyn:  # per-day values, component mean
             out.update(zip([f"param_{k}" for k in dyn], numpy_component_means(*dyn.values())))
         return ModelState(hbv, h, c, buffer), out

@@ -93,6 +93,7 @@ class Stepper:
         self._attrs = torch.as_tensor(attributes, dtype=dtype)
         self._np_dtype = np.float64 if dtype == torch.float64 else np.float32
         self._daylength: dict[float, np.ndarray] = {}  # day of year -> day length at the units (Hamon, tiny problems)
+        self._hamon_day: tuple = (None, None)  # hourly stepping: (model step index, Hamon day factor at the units)
         self.prep: Prepared | None = None
         # called with {"runoff", "et", "storage"} (numpy, per unit) before a model step is committed; raising there
         # leaves the state as it was (the BMI checks that no non-finite value leaves the model)
@@ -313,8 +314,14 @@ class Stepper:
         forcing[:, 2] = pet
         self.release = self._advance_physics(forcing, pet, self.dyn or None)
         self.release_left = 0
-        self._accumulate(p_mm, tc, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k)
+        # the day's aggregates the network reads (the extremes, radiation, pressure and PET-input sums serve the daily
+        # PET methods, which hourly stepping does not use: they stay at their reset values)
+        self.acc_p += p_mm
+        self.acc_t += tc
         self.acc_pet_used += pet
+        self.mass_in += p_mm
+        self.sub += 1
+        self.fw_step += 1
         self.mass_out += self.release  # this step's runoff, released at once
         if self.sub == self.k:
             self._network_step()
@@ -453,7 +460,7 @@ class Stepper:
             dyn_means = (dict(zip([f"param_{k}" for k in dynamic], numpy_component_means(*dynamic.values())))
                          if dynamic else {})
         new_hbv, means = one.step(st.hbv, forcing, scaled)
-        buffer, out = self.pmodel._route_and_outputs(means, forcing, st.route_buffer, prep.uh, prep.uh_tail)
+        buffer, out = self.pmodel._route_and_outputs(means, forcing, st.route_buffer, prep.uh, prep.uh_step)
         out.update(dyn_means)  # per-day values, component mean
         return ModelState(physics.HbvState(*new_hbv), st.h, st.c, buffer), out
 
@@ -461,7 +468,16 @@ class Stepper:
         """hourly stepping: PET of this framework step, mm: the PET input where given, else Hamon of this step's
         temperature (mm d-1) times the step in days."""
         if self.model.config.pet_method == "hamon":
-            pet = self._hamon_mm_d(tc, float(self.model_step_start().timetuple().tm_yday)) * (self.dt_fw / 86400.0)
+            day = self.fw_step - self.sub  # the model step (day) this step belongs to: its factor, derived once
+            cached = self._hamon_day
+            if cached[0] != day:
+                doy = float(self.model_step_start().timetuple().tm_yday)
+                ld = physics.daylength_hours(self.lat, doy)
+                cached = self._hamon_day = (day, physics.hamon_day_factor(ld))
+            if self.n == 1 and pet_rate_m_s is None:  # one catchment (ngen): on floats, an array of the result
+                pet = np.array([physics.hamon_from_factor(float(tc[0]), float(cached[1][0])) * (self.dt_fw / 86400.0)])
+            else:
+                pet = physics.hamon_from_factor(tc, cached[1]) * (self.dt_fw / 86400.0)
         else:
             pet = np.full(self.n, np.nan)
         if pet_rate_m_s is not None:

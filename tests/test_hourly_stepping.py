@@ -178,3 +178,19 @@ def test_the_one_catchment_kernel_step_equals_the_numpy_step(tmp_path, monkeypat
     monkeypatch.setattr(stepper_mod.Stepper, "_one_step", lambda self: None)
     q_numpy, _ = drive(make(config(tmp_path, name="n.yaml")), 24 * 6)
     np.testing.assert_allclose(q_kernel, q_numpy, rtol=1e-10, atol=1e-16)
+
+
+def test_the_days_parameter_outputs_follow_the_network_every_day(tmp_path):
+    """The per-day parameters are copied into their output buffers once a day (update skips the copy while the
+    day's values are unchanged): each day the buffers hold that day's values, through the same pointer."""
+    b = make(config(tmp_path))
+    name = b.model.provider.dynamic[0]
+    ptr = b.get_value_ptr(name)
+    seen = []
+    for day in range(4):
+        drive(b, 23, h0=24 * day, record=False)  # (the day's last hour runs the network: the next day's values)
+        np.testing.assert_allclose(ptr, b.stepper.dyn[name].mean(-1), rtol=1e-12)
+        seen.append(ptr.copy())
+        drive(b, 1, h0=24 * day + 23, record=False)
+    assert len({float(v[0]) for v in seen}) > 1  # the network's answer changed with the weather
+

@@ -112,6 +112,36 @@ def test_route_step_equals_route_sequence():
     assert float((torch.stack(steps) - seq).abs().max()) < 1e-12
 
 
+def test_one_product_routing_step_equals_route_step_and_in_flight():
+    """physics.route_step_in_flight (numpy, one catchment stepping hourly) is route_step then in_flight."""
+    gen = torch.Generator().manual_seed(6)
+    w = physics.gamma_uh(torch.rand(3, dtype=torch.float64) * 2.9, torch.rand(3, dtype=torch.float64) * 6.5, 360,
+                         dt_days=1 / 24, center_days=0.5).numpy()
+    matrix = physics.step_matrix(w)
+    buf_a = buf_b = np.zeros((3, w.shape[1]))
+    for t in range(500):
+        q = np.random.default_rng(t).random(3)
+        r_a, buf_a = physics.route_step(q, w, buf_a)
+        s_a = physics.in_flight(w, buf_a)
+        r_b, buf_b, s_b = physics.route_step_in_flight(q, buf_b, matrix)
+        np.testing.assert_array_equal(buf_a, buf_b)
+        np.testing.assert_allclose(r_b, r_a, rtol=1e-13)
+        np.testing.assert_allclose(s_b, s_a, rtol=1e-13)
+    assert float(s_a.min()) > 0.0
+
+
+def test_hamon_from_its_day_factor_is_hamon():
+    t = np.linspace(-30.0, 40.0, 71)
+    lat = np.full(71, 45.0)
+    ld = physics.daylength_hours(lat, 170.0)
+    factor = physics.hamon_day_factor(ld)
+    np.testing.assert_array_equal(physics.hamon_from_factor(t, factor), physics.hamon(t, lat, 170.0))
+    # one value as a Python float (one catchment stepping hourly): the same equation, to rounding
+    one = [physics.hamon_from_factor(float(x), float(factor[0])) for x in t]
+    assert all(isinstance(v, float) for v in one)
+    np.testing.assert_allclose(one, physics.hamon(t, lat, 170.0), rtol=1e-14)
+
+
 def test_extreme_forcing_no_nan_in_values_or_gradients():
     gen = torch.Generator().manual_seed(6)
     t_len, n = 3650, 4

@@ -19,7 +19,7 @@ from .hbv import (
     scale_rates,
     step,
 )
-from .pet import PET_METHODS, daylength_hours, hamon, hargreaves, priestley_taylor
+from .pet import PET_METHODS, daylength_hours, hamon, hamon_day_factor, hamon_from_factor, hargreaves, priestley_taylor
 from .routing import (
     ROUTE_BOUNDS,
     ROUTE_UNITS,
@@ -28,6 +28,8 @@ from .routing import (
     in_flight_weights,
     route_sequence,
     route_step,
+    route_step_in_flight,
+    step_matrix,
     uh_length,
 )
 
@@ -54,6 +56,8 @@ __all__ = [
     "descale",
     "gamma_uh",
     "hamon",
+    "hamon_day_factor",
+    "hamon_from_factor",
     "hargreaves",
     "in_flight",
     "in_flight_weights",
@@ -61,6 +65,8 @@ __all__ = [
     "priestley_taylor",
     "route_sequence",
     "route_step",
+    "route_step_in_flight",
+    "step_matrix",
     "scale_rates",
     "step",
     "uh_length",

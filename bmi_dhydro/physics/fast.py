@@ -673,7 +673,7 @@ class OneStep:
         a.n_t, a.n_units, a.nmul, a.chunk, a.n_threads, a.capillary = 1, n, nmul, 1, 1, 1 if capillary else 0
         self.forcing = np.zeros((1, n, 3), self.dtype)
         a.forcing = self.forcing.ctypes.data
-        self._keep, self.dyn_buf = [], {}
+        self._keep, self.dyn_buf, self._dyn_src = [], {}, None
         for i, p in enumerate(KERNEL_PARAMS):
             if p in dynamic:
                 buf = self.dyn_buf[p] = np.zeros((1, n, nmul), self.dtype)
@@ -695,11 +695,14 @@ class OneStep:
         self._argref = ctypes.byref(a)
 
     def step(self, states: Sequence[np.ndarray], forcing: np.ndarray, dynamic: Mapping[str, np.ndarray] | None = None):
+        """``dynamic``: copied in when it is another mapping than the last call's (a caller stepping hourly passes
+        the same mapping all day and a new one each day; it must not change a mapping's arrays in place)."""
         self.forcing[0] = forcing
-        for p, v in (dynamic or {}).items():
-            self.dyn_buf[p][0] = v
-        for k in range(_NS):
-            self.s_in[k] = states[k]
+        if dynamic is not None and dynamic is not self._dyn_src:
+            for p, v in dynamic.items():
+                self.dyn_buf[p][0] = v
+            self._dyn_src = dynamic
+        self.s_in[...] = states  # the five (n, nmul) states in one copy
         rc = self.lib.hbv_forward(self._argref, self.code)
         if rc != 0:
             raise RuntimeError(f"fast HBV kernel: one step failed (code {rc})")

@@ -102,10 +102,23 @@ def hamon(temp_c, lat_deg, doy, coefficient: float = 1.0, daylength=None):
         lat_deg = xp.as_array(lat_deg, temp_c)
         doy = xp.as_array(doy, temp_c)
         daylength = daylength_hours(lat_deg, doy)
-    ld = daylength / 12.0
-    es_hpa = 10.0 * saturation_vapour_pressure(temp_c)
+    return hamon_from_factor(temp_c, hamon_day_factor(daylength, coefficient))
+
+
+def hamon_day_factor(daylength, coefficient: float = 1.0):
+    """The part of :func:`hamon` that depends on the place and the day only: ``coefficient · 0.1651 · Ld``
+    (``daylength`` in hours).  Callers stepping many times a day compute it once a day."""
+    return coefficient * 0.1651 * (daylength / 12.0)
+
+
+def hamon_from_factor(temp_c, factor):
+    """:func:`hamon` (mm d-1) from its day factor (:func:`hamon_day_factor`) and the temperature (°C)."""
+    if isinstance(temp_c, float):  # one value (one catchment stepping hourly): Python floats, no array calls
+        es_hpa = 10.0 * (0.6108 * math.exp(17.27 * temp_c / (temp_c + 237.3)))
+    else:
+        es_hpa = 10.0 * saturation_vapour_pressure(temp_c)
     rho_sat = 216.7 * es_hpa / (temp_c + 273.3)
-    return coefficient * 0.1651 * ld * rho_sat
+    return factor * rho_sat
 
 
 def priestley_taylor(shortwave_wm2, temp_c, pressure_pa, alpha: float = 1.26, albedo: float = 0.23):
