@@ -221,3 +221,30 @@ def test_ngen_config_writes_attributes_with_provenance_and_configs_that_initiali
     prov2 = pd.read_csv(out2 / "attributes_provenance.csv", dtype={"id": str}).set_index("id")
     assert prov2.at["cat-52", "frac_forest"].startswith("table:attributes.csv")
     assert prov2.at["cat-27", "p_mean"].startswith("forcing:")
+
+
+def test_the_sample_attributes_are_what_the_tool_writes(tmp_path):
+    """examples/ngen/data/attributes.csv and attributes_provenance.csv are tools/make_ngen_attributes.py's output:
+    dhydro ngen-config on each sample domain, run where its realization runs, gives the same rows."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_ngen_attributes", ROOT / "tools" / "make_ngen_attributes.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    table = pd.read_csv(DATA / "attributes.csv", dtype={"id": str}).set_index("id")
+    prov = pd.read_csv(DATA / "attributes_provenance.csv", dtype=str).set_index("id")
+    assert sorted(table.columns) == sorted(NAMES) and list(prov.columns) == list(table.columns)
+    seen = []
+    for i, (cwd, hydrofabric, pattern) in enumerate(tool.DOMAINS):
+        out = tmp_path / str(i)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(cwd)
+            assert dhydro(["ngen-config", hydrofabric, "--out", str(out), "--forcing-pattern", pattern]) == 0
+        got = pd.read_csv(out / "attributes.csv", dtype={"id": str}).set_index("id")
+        got_prov = pd.read_csv(out / "attributes_provenance.csv", dtype=str).set_index("id")
+        pd.testing.assert_frame_equal(got, table.loc[got.index, got.columns], check_exact=False, rtol=1e-14,
+                                      check_dtype=False)
+        pd.testing.assert_frame_equal(got_prov, prov.loc[got.index, got_prov.columns])
+        assert all(v.startswith(("hydrofabric:", "camels:")) for v in got_prov.to_numpy().ravel())
+        seen += list(got.index)
+    assert sorted(seen) == sorted(table.index)
