@@ -2,6 +2,10 @@
 
     python bench/bench_hourly.py            # the bundled Daymet basins, test period 1995-10-01..2010-09-30
     python bench/bench_hourly.py --quick    # 2 basins, 2 test years
+    python bench/bench_hourly.py --data DATA [--basins-file FILE]
+                                            # a large sample: the CAMELS Daymet NetCDF (or v1.2 folder) the model
+                                            # was trained from, basins examples/train/basins_camels515.txt by default
+                                            # (writes hourly_camels<N>.{md,json,csv,png})
 
 The bundled model (daily network) runs through the BMI twice on the bundled CAMELS Daymet basins (10 basins, 4 of
 them validation basins the model never trained on), one instance over all basins, a 365-day spin-up before the
@@ -85,16 +89,55 @@ def ngen_cost(tmp: Path, stepping: str, steps: int) -> float:
     return best
 
 
+def _scatter_png(df, path) -> None:
+    """NSE of the hourly run's daily totals against the daily run's, per basin (matplotlib, written atomically)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot", file=sys.stderr)
+        return
+    from bmi_dhydro.safe_io import save_figure
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for role, colour in (("train", "tab:blue"), ("validation", "tab:orange"), ("unseen", "tab:green")):
+        part = df[df.role == role]
+        if len(part):
+            ax.scatter(part.nse_daily.clip(-1, 1), part.nse_hourly.clip(-1, 1), s=8, c=colour, label=f"{role} ({len(part)})")
+    ax.plot([-1, 1], [-1, 1], "k-", lw=0.8)
+    ax.plot([-1, 1], [-1.02, 0.98], "k:", lw=0.8)
+    ax.plot([-1, 1], [-0.98, 1.02], "k:", lw=0.8, label="±0.02")
+    ax.set(xlim=(-1, 1), ylim=(-1, 1), xlabel="NSE, daily model (test period)", ylabel="NSE, hourly stepping, daily totals",
+           title="stepping: hourly vs the daily model (values below -1 at -1)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, "hourly bench plot", dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--data", type=Path, help="CAMELS-style NetCDF or CAMELS v1.2 folder (default: the bundled basins)")
+    ap.add_argument("--basins-file", type=Path, help="basin list (with --data; default "
+                    "examples/train/basins_camels515.txt)")
     args = ap.parse_args(argv)
     from bmi_dhydro.checkpoint import load_checkpoint
     from bmi_dhydro.datasets import bundled_camels_root, open_camels
+    from bmi_dhydro.train import read_basins_file
 
     model, payload = load_checkpoint()
-    root = bundled_camels_root()
-    basins = sorted(p.name.split("_")[0] for p in (root / "basin_mean_forcing" / "daymet").glob("*/*_lump_*forcing*.txt"))
+    if args.data is not None:
+        root = args.data
+        basins = read_basins_file(args.basins_file or ROOT / "examples/train/basins_camels515.txt")
+    else:
+        if args.basins_file is not None:
+            ap.error("--basins-file needs --data (the bundled data holds 10 basins)")
+        root = bundled_camels_root()
+        basins = sorted(p.name.split("_")[0]
+                        for p in (root / "basin_mean_forcing" / "daymet").glob("*/*_lump_*forcing*.txt"))
     test = ("1995-10-01", "2010-09-30") if not args.quick else ("1995-10-01", "1997-09-30")
     if args.quick:
         basins = basins[:2]
@@ -136,25 +179,49 @@ def main(argv=None):
                      "volume_ratio": float(np.nansum(res["hourly"][0][keep, j]) / np.nansum(res["daily"][0][keep, j]))})
     df = pd.DataFrame(rows)
     load = os.getloadavg()[0]
-    lines = [f"# `stepping: hourly` against the daily model (`python bench/bench_hourly.py`{' --quick' if args.quick else ''})", "",
-             f"Bundled model, bundled CAMELS Daymet basins ({len(ids)}), test period {test[0]}..{test[1]} after a "
+    large = args.data is not None
+    invocation = "python bench/bench_hourly.py" + (" --quick" if args.quick else "") + (" --data DATA" if large else "")
+    what = (f"CAMELS Daymet basins of {(args.basins_file or 'examples/train/basins_camels515.txt')} ({len(ids)}; "
+            f"data {args.data.name})" if large else f"bundled CAMELS Daymet basins ({len(ids)})")
+    lines = [f"# `stepping: hourly` against the daily model (`{invocation}`)", "",
+             f"Bundled model, {what}, test period {test[0]}..{test[1]} after a "
              "365-day spin-up, one BMI instance per mode. hourly: each day's precipitation spread evenly over 24 hours, "
              "the daily mean temperature held; daily totals of the hourly runoff against USGS daily flow. "
-             f"Load average {load:.1f} at the end.", "",
-             "| basin | role | NSE daily | NSE hourly (daily totals) | difference | volume hourly / daily |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['basin']} | {r['role']} | {r['nse_daily']:.3f} | {r['nse_hourly']:.3f} | {r['diff']:+.3f} | "
-                     f"{r['volume_ratio']:.3f} |")
-    lines += [f"| **median** | | {df.nse_daily.median():.3f} | {df.nse_hourly.median():.3f} | "
-              f"{df['diff'].median():+.3f} (largest \\|difference\\| {df['diff'].abs().max():.3f}) | |", "",
-              f"Mass balance of the hourly run: largest relative error {res['hourly'][1]:.1e} (in − out − stored − leaked, "
+             f"Load average {load:.1f} at the end.", ""]
+    if len(rows) <= 20:
+        lines += ["| basin | role | NSE daily | NSE hourly (daily totals) | difference | volume hourly / daily |",
+                  "|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['basin']} | {r['role']} | {r['nse_daily']:.3f} | {r['nse_hourly']:.3f} | "
+                         f"{r['diff']:+.3f} | {r['volume_ratio']:.3f} |")
+        lines += [f"| **median** | | {df.nse_daily.median():.3f} | {df.nse_hourly.median():.3f} | "
+                  f"{df['diff'].median():+.3f} (largest \\|difference\\| {df['diff'].abs().max():.3f}) | |", ""]
+    else:
+        lines += ["| basins | n | median NSE daily | median NSE hourly (daily totals) | difference of medians | "
+                  "median of differences | basins within 0.02 | mean NSE daily / hourly |", "|---|---|---|---|---|---|---|---|"]
+        for role, part in [("all", df)] + [(r, df[df.role == r]) for r in ("train", "validation", "unseen")]:
+            if len(part):
+                lines.append(f"| {role} | {len(part)} | {part.nse_daily.median():.3f} | {part.nse_hourly.median():.3f} | "
+                             f"{part.nse_hourly.median() - part.nse_daily.median():+.3f} | {part['diff'].median():+.3f} | "
+                             f"{(part['diff'].abs() <= 0.02).mean():.0%} | {part.nse_daily.mean():.3f} / "
+                             f"{part.nse_hourly.mean():.3f} |")
+        q = df["diff"].quantile([0.05, 0.25, 0.75, 0.95])
+        lines += ["", f"Per-basin differences (hourly − daily): 5 % {q[0.05]:+.3f}, 25 % {q[0.25]:+.3f}, 75 % "
+                  f"{q[0.75]:+.3f}, 95 % {q[0.95]:+.3f}. Volume hourly / daily: median "
+                  f"{df.volume_ratio.median():.3f}. Every basin: the `.csv` beside this file; the `.png` plots them.", ""]
+    lines += [f"Mass balance of the hourly run: largest relative error {res['hourly'][1]:.1e} (in − out − stored − leaked, "
               "checked every 30 days over every unit).", "",
               f"Run time: daily {wall['daily']:.1f} s, hourly {wall['hourly']:.1f} s.", "",
               "ngen's per-catchment call pattern (one catchment, real hourly AORC forcing; minimum of 3 runs): "
               f"daily_release {cost['daily_release']:.1f} µs, hourly {cost['hourly']:.1f} µs per catchment-step"
               + (" (quick: no ratio)." if args.quick else f" (×{cost['hourly'] / cost['daily_release']:.2f})."), ""]
     (HERE / "results").mkdir(exist_ok=True)
-    name = "hourly_quick" if args.quick else "hourly"
+    name = ("hourly_quick" if args.quick else "hourly") + (f"_camels{len(ids)}" if large else "")
+    if large:
+        from bmi_dhydro.safe_io import atomic_write_text
+
+        atomic_write_text(HERE / "results" / f"{name}.csv", df.to_csv(index=False, float_format="%.5f"))
+        _scatter_png(df, HERE / "results" / f"{name}.png")
     (HERE / "results" / f"{name}.md").write_text("\n".join(lines))
     (HERE / "results" / f"{name}.json").write_text(json.dumps({"rows": rows, "mass_max_rel": res["hourly"][1],
                                                                 "ngen_us": cost, "wall_s": wall, "load": load}, indent=1))
