@@ -159,12 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # ----------------------------------------------------------------------------------------------
 def _check_out(path: str, overwrite: bool) -> Path:
-    p = Path(path)
-    if p.exists() and not overwrite:
-        raise FileExistsError(f"{p} exists; pass --overwrite to replace it")
-    if not p.parent.exists():
-        raise FileExistsError(f"output folder {p.parent} does not exist")
-    return p
+    from .weights import check_output_path
+
+    return check_output_path(path, overwrite)
 
 
 def _cmd_weights(args: argparse.Namespace) -> int:

@@ -48,7 +48,7 @@ from bmi_dhydro._extras import require
 from .api import _as_cells, _assemble, _check_options, _compute, esmpy_available, resolve_geometry
 from .crs import REGRIDDING, RegridError
 from .grids import Polygons
-from .weights import Weights
+from .weights import Weights, check_output_path
 
 shapely = require("shapely", "geo", REGRIDDING)
 
@@ -271,11 +271,4 @@ def _rank0_warnings(comm: Any, mine: list) -> None:
 
 
 def _check_output(output: str | os.PathLike | None, overwrite: bool) -> Path | None:
-    if output is None:
-        return None
-    p = Path(output)
-    if p.exists() and not overwrite:
-        raise FileExistsError(f"{p} exists; pass --overwrite to replace it")
-    if not p.parent.exists():
-        raise FileExistsError(f"output folder {p.parent} does not exist")
-    return p
+    return None if output is None else check_output_path(output, overwrite)

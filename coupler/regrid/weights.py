@@ -523,6 +523,17 @@ class Weights:
         os.replace(tmp, path)
 
 
+def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
+    """An output file that may be written: refused when it exists (unless ``overwrite``) or its folder does not,
+    before any work is done."""
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise FileExistsError(f"{p} exists; pass --overwrite to replace it")
+    if not p.parent.exists():
+        raise FileExistsError(f"output folder {p.parent} does not exist")
+    return p
+
+
 def read_weights(path: str | os.PathLike) -> Weights:
     """Read an ESMF_RegridWeightGen weight file (also those written by :meth:`Weights.to_netcdf`).
 
