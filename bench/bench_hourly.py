@@ -1,4 +1,5 @@
-"""`stepping: hourly` against the daily model on CAMELS basins: skill of the daily totals, mass, and ngen's cost.
+"""Sub-daily stepping (`hourly`, `day_so_far`) against the daily model on CAMELS basins: skill of the daily totals,
+mass, and ngen's cost.
 
     python bench/bench_hourly.py            # the bundled Daymet basins, test period 1995-10-01..2010-09-30
     python bench/bench_hourly.py --quick    # 2 basins, 2 test years
@@ -7,19 +8,19 @@
                                             # was trained from, basins examples/train/basins_camels515.txt by default
                                             # (writes hourly_camels<N>.{md,json,csv,png})
 
-The bundled model (daily network) runs through the BMI twice on the bundled CAMELS Daymet basins (10 basins, 4 of
-them validation basins the model never trained on), one instance over all basins, a 365-day spin-up before the
-test period:
+The bundled model (daily network) runs through the BMI three times, one instance over all basins, a 365-day
+spin-up before the test period:
 
 * **daily**: ``time_step: 86400`` — the daily model itself (what `dhydro run` and the README's skill table use);
-* **hourly**: ``time_step: 3600, stepping: hourly`` — each day's precipitation spread evenly over its 24 hours and
-  the daily mean temperature held, so the network sees the same daily aggregates; the physics and routing step
-  hourly.  The hourly runoff is summed to days.
+* **hourly**: ``time_step: 3600, stepping: hourly`` — the physics and routing step every hour;
+* **day_so_far**: ``time_step: 3600, stepping: day_so_far`` — every hour re-runs the day's step on the day so far.
 
-Reported: NSE of each against observed daily streamflow per basin, the difference, the largest relative mass-balance
-error of the hourly run over all steps, and ngen's per-catchment call pattern (``bench/bmi_bench.py``'s replay of
-ngen's Bmi_Py_Formulation calls, one catchment, real hourly AORC forcing of cat-27) in µs per catchment-step for
-both modes.  Writes ``bench/results/hourly.{md,json}``.
+In the sub-daily runs each day's precipitation is spread evenly over its 24 hours and the daily mean temperature
+held, so the network sees the same daily aggregates; their runoff is summed to days.  Reported: NSE of each against
+observed daily streamflow per basin, the differences, the largest relative mass-balance error of the sub-daily runs,
+and ngen's per-catchment call pattern (``bench/bmi_bench.py``'s replay of ngen's Bmi_Py_Formulation calls, one
+catchment, real hourly AORC forcing of cat-27) in µs per catchment-step for each stepping.  Writes
+``bench/results/hourly.{md,json}``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ ROOT = HERE.parent
 PRECIP = "atmosphere_water__liquid_equivalent_precipitation_rate"
 TEMP = "land_surface_air__temperature"
 DEPTH = "land_surface_water__runoff_depth"
+SUBDAILY = ("hourly", "day_so_far")  # the sub-daily steppings compared with the daily model
 
 
 def nse(sim, obs):
@@ -101,17 +103,19 @@ def _scatter_png(df, path) -> None:
         return
     from bmi_dhydro.safe_io import save_figure
 
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for role, colour in (("train", "tab:blue"), ("validation", "tab:orange"), ("unseen", "tab:green")):
-        part = df[df.role == role]
-        if len(part):
-            ax.scatter(part.nse_daily.clip(-1, 1), part.nse_hourly.clip(-1, 1), s=8, c=colour, label=f"{role} ({len(part)})")
-    ax.plot([-1, 1], [-1, 1], "k-", lw=0.8)
-    ax.plot([-1, 1], [-1.02, 0.98], "k:", lw=0.8)
-    ax.plot([-1, 1], [-0.98, 1.02], "k:", lw=0.8, label="±0.02")
-    ax.set(xlim=(-1, 1), ylim=(-1, 1), xlabel="NSE, daily model (test period)", ylabel="NSE, hourly stepping, daily totals",
-           title="stepping: hourly vs the daily model (values below -1 at -1)")
-    ax.legend(loc="lower right", fontsize=8)
+    fig, axes = plt.subplots(1, len(SUBDAILY), figsize=(5 * len(SUBDAILY), 5), squeeze=False)
+    for ax, mode in zip(axes[0], SUBDAILY):
+        for role, colour in (("train", "tab:blue"), ("validation", "tab:orange"), ("unseen", "tab:green")):
+            part = df[df.role == role]
+            if len(part):
+                ax.scatter(part.nse_daily.clip(-1, 1), part[f"nse_{mode}"].clip(-1, 1), s=8, c=colour,
+                           label=f"{role} ({len(part)})")
+        ax.plot([-1, 1], [-1, 1], "k-", lw=0.8)
+        ax.plot([-1, 1], [-1.02, 0.98], "k:", lw=0.8)
+        ax.plot([-1, 1], [-0.98, 1.02], "k:", lw=0.8, label="±0.02")
+        ax.set(xlim=(-1, 1), ylim=(-1, 1), xlabel="NSE, daily model (test period)",
+               ylabel=f"NSE, stepping: {mode}, daily totals", title=f"{mode} vs daily (below -1 shown at -1)")
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     save_figure(fig, path, "hourly bench plot", dpi=120)
     plt.close(fig)
@@ -158,63 +162,75 @@ def main(argv=None):
     res, wall = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for mode in ("daily", "hourly"):
+        for mode in ("daily",) + SUBDAILY:
             cfg = {"units": units, "time": {"time_step": 86400 if mode == "daily" else 3600,
                                             "start": f"{t0.date()} 00:00:00"}}
-            if mode == "hourly":
-                cfg["stepping"] = "hourly"
+            if mode != "daily":
+                cfg["stepping"] = mode
             p = tmp / f"{mode}.yaml"
             p.write_text(yaml.safe_dump(cfg))
             t_start = time.perf_counter()
-            res[mode] = run_bmi(p, prcp, tmean, hourly=mode == "hourly")
+            res[mode] = run_bmi(p, prcp, tmean, hourly=mode != "daily")
             wall[mode] = time.perf_counter() - t_start
             print(f"{mode}: {wall[mode]:.1f} s", file=sys.stderr)
-        cost = {s: ngen_cost(tmp, s, 2000 if args.quick else 6000) for s in ("daily_release", "hourly")}
+        cost = {s: ngen_cost(tmp, s, 2000 if args.quick else 6000) for s in ("daily_release",) + SUBDAILY}
     keep = (days >= pd.Timestamp(test[0])) & (days <= pd.Timestamp(test[1]))
     rows = []
     for j, b in enumerate(ids):
-        nd = nse(res["daily"][0][keep, j], obs[keep, j])
-        nh = nse(res["hourly"][0][keep, j], obs[keep, j])
-        rows.append({"basin": b, "role": roles[b], "nse_daily": nd, "nse_hourly": nh, "diff": nh - nd,
-                     "volume_ratio": float(np.nansum(res["hourly"][0][keep, j]) / np.nansum(res["daily"][0][keep, j]))})
+        row = {"basin": b, "role": roles[b], "nse_daily": nse(res["daily"][0][keep, j], obs[keep, j])}
+        for mode in SUBDAILY:
+            row[f"nse_{mode}"] = nse(res[mode][0][keep, j], obs[keep, j])
+            row[f"diff_{mode}"] = row[f"nse_{mode}"] - row["nse_daily"]
+            row[f"volume_ratio_{mode}"] = float(np.nansum(res[mode][0][keep, j]) / np.nansum(res["daily"][0][keep, j]))
+        rows.append(row)
     df = pd.DataFrame(rows)
     load = os.getloadavg()[0]
     large = args.data is not None
     invocation = "python bench/bench_hourly.py" + (" --quick" if args.quick else "") + (" --data DATA" if large else "")
     what = (f"CAMELS Daymet basins of {(args.basins_file or 'examples/train/basins_camels515.txt')} ({len(ids)}; "
             f"data {args.data.name})" if large else f"bundled CAMELS Daymet basins ({len(ids)})")
-    lines = [f"# `stepping: hourly` against the daily model (`{invocation}`)", "",
-             f"Bundled model, {what}, test period {test[0]}..{test[1]} after a "
-             "365-day spin-up, one BMI instance per mode. hourly: each day's precipitation spread evenly over 24 hours, "
-             "the daily mean temperature held; daily totals of the hourly runoff against USGS daily flow. "
-             f"Load average {load:.1f} at the end.", ""]
+    lines = [f"# Sub-daily stepping against the daily model (`{invocation}`)", "",
+             f"Bundled model, {what}, test period {test[0]}..{test[1]} after a 365-day spin-up, one BMI instance per "
+             "mode. The sub-daily runs step hourly (`time_step: 3600`): each day's precipitation spread evenly over 24 "
+             "hours, the daily mean temperature held; daily totals of their runoff against USGS daily flow. "
+             "`hourly`: the physics and routing step every hour; `day_so_far`: every hour re-runs the day's step on "
+             f"the day so far (the README). Load average {load:.1f} at the end.", ""]
     if len(rows) <= 20:
-        lines += ["| basin | role | NSE daily | NSE hourly (daily totals) | difference | volume hourly / daily |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["| basin | role | NSE daily | NSE hourly | difference | NSE day_so_far | difference |",
+                  "|---|---|---|---|---|---|---|"]
         for r in rows:
             lines.append(f"| {r['basin']} | {r['role']} | {r['nse_daily']:.3f} | {r['nse_hourly']:.3f} | "
-                         f"{r['diff']:+.3f} | {r['volume_ratio']:.3f} |")
+                         f"{r['diff_hourly']:+.3f} | {r['nse_day_so_far']:.3f} | {r['diff_day_so_far']:+.3f} |")
         lines += [f"| **median** | | {df.nse_daily.median():.3f} | {df.nse_hourly.median():.3f} | "
-                  f"{df['diff'].median():+.3f} (largest \\|difference\\| {df['diff'].abs().max():.3f}) | |", ""]
+                  f"{df.diff_hourly.median():+.3f} | {df.nse_day_so_far.median():.3f} | "
+                  f"{df.diff_day_so_far.median():+.3f} |", ""]
     else:
-        lines += ["| basins | n | median NSE daily | median NSE hourly (daily totals) | difference of medians | "
-                  "median of differences | basins within 0.02 | mean NSE daily / hourly |", "|---|---|---|---|---|---|---|---|"]
-        for role, part in [("all", df)] + [(r, df[df.role == r]) for r in ("train", "validation", "unseen")]:
-            if len(part):
-                lines.append(f"| {role} | {len(part)} | {part.nse_daily.median():.3f} | {part.nse_hourly.median():.3f} | "
-                             f"{part.nse_hourly.median() - part.nse_daily.median():+.3f} | {part['diff'].median():+.3f} | "
-                             f"{(part['diff'].abs() <= 0.02).mean():.0%} | {part.nse_daily.mean():.3f} / "
-                             f"{part.nse_hourly.mean():.3f} |")
-        q = df["diff"].quantile([0.05, 0.25, 0.75, 0.95])
-        lines += ["", f"Per-basin differences (hourly − daily): 5 % {q[0.05]:+.3f}, 25 % {q[0.25]:+.3f}, 75 % "
-                  f"{q[0.75]:+.3f}, 95 % {q[0.95]:+.3f}. Volume hourly / daily: median "
-                  f"{df.volume_ratio.median():.3f}. Every basin: the `.csv` beside this file; the `.png` plots them.", ""]
-    lines += [f"Mass balance of the hourly run: largest relative error {res['hourly'][1]:.1e} (in − out − stored − leaked, "
-              "checked every 30 days over every unit).", "",
-              f"Run time: daily {wall['daily']:.1f} s, hourly {wall['hourly']:.1f} s.", "",
-              "ngen's per-catchment call pattern (one catchment, real hourly AORC forcing; minimum of 3 runs): "
-              f"daily_release {cost['daily_release']:.1f} µs, hourly {cost['hourly']:.1f} µs per catchment-step"
-              + (" (quick: no ratio)." if args.quick else f" (×{cost['hourly'] / cost['daily_release']:.2f})."), ""]
+        lines += ["| mode | basins | n | median NSE daily | median NSE, daily totals | difference of medians | "
+                  "median of differences | basins within 0.02 | mean NSE daily / mode |", "|---|---|---|---|---|---|---|---|---|"]
+        for mode in SUBDAILY:
+            for role, part in [("all", df)] + [(r, df[df.role == r]) for r in ("train", "validation", "unseen")]:
+                if len(part):
+                    d = part[f"diff_{mode}"]
+                    lines.append(f"| {mode} | {role} | {len(part)} | {part.nse_daily.median():.3f} | "
+                                 f"{part[f'nse_{mode}'].median():.3f} | "
+                                 f"{part[f'nse_{mode}'].median() - part.nse_daily.median():+.3f} | {d.median():+.3f} | "
+                                 f"{(d.abs() <= 0.02).mean():.0%} | {part.nse_daily.mean():.3f} / "
+                                 f"{part[f'nse_{mode}'].mean():.3f} |")
+        lines.append("")
+        for mode in SUBDAILY:
+            q = df[f"diff_{mode}"].quantile([0.05, 0.25, 0.75, 0.95])
+            lines.append(f"Per-basin differences, {mode} − daily: 5 % {q[0.05]:+.3f}, 25 % {q[0.25]:+.3f}, 75 % "
+                         f"{q[0.75]:+.3f}, 95 % {q[0.95]:+.3f}; volume {mode} / daily: median "
+                         f"{df[f'volume_ratio_{mode}'].median():.3f}.")
+        lines += ["", "Every basin: the `.csv` beside this file; the `.png` plots them.", ""]
+    lines += ["Mass balance, largest relative error (in − out − stored − leaked, checked every 30 days over every "
+              "unit): " + ", ".join(f"{mode} {res[mode][1]:.1e}" for mode in SUBDAILY) + ".", "",
+              "Run time: " + ", ".join(f"{mode} {wall[mode]:.1f} s" for mode in wall) + ".", "",
+              "ngen's per-catchment call pattern (one catchment, real hourly AORC forcing; minimum of 3 runs), µs per "
+              "catchment-step: " + ", ".join(f"{s} {cost[s]:.1f}" for s in cost)
+              + (" (quick: no ratios)." if args.quick else
+                 " (" + ", ".join(f"{s} ×{cost[s] / cost['daily_release']:.2f}" for s in SUBDAILY) + " of daily_release)."),
+              ""]
     (HERE / "results").mkdir(exist_ok=True)
     name = ("hourly_quick" if args.quick else "hourly") + (f"_camels{len(ids)}" if large else "")
     if large:
@@ -223,7 +239,7 @@ def main(argv=None):
         atomic_write_text(HERE / "results" / f"{name}.csv", df.to_csv(index=False, float_format="%.5f"))
         _scatter_png(df, HERE / "results" / f"{name}.png")
     (HERE / "results" / f"{name}.md").write_text("\n".join(lines))
-    (HERE / "results" / f"{name}.json").write_text(json.dumps({"rows": rows, "mass_max_rel": res["hourly"][1],
+    (HERE / "results" / f"{name}.json").write_text(json.dumps({"rows": rows, "mass_max_rel": {m: res[m][1] for m in SUBDAILY},
                                                                 "ngen_us": cost, "wall_s": wall, "load": load}, indent=1))
     print("\n".join(lines))
 

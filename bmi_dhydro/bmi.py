@@ -291,9 +291,10 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
     def begin_gradient_window(self) -> None:
         """Start recording a gradient window at the current model-step boundary (clears any previous window)."""
         self._require_live("begin_gradient_window")
-        if self.stepper.hourly:
-            raise ValueError("begin_gradient_window: gradient windows need stepping: daily_release (with stepping: "
-                             "hourly the physics steps hourly between network steps; not supported)")
+        if self.stepper.hourly or self.stepper.so_far:
+            raise ValueError(f"begin_gradient_window: gradient windows need stepping: daily_release (with stepping: "
+                             f"{self.stepper.stepping} the physics steps at every framework step between network "
+                             "steps; not supported)")
         self._grad_state0 = begin_window(self.stepper)
 
     def end_gradient_window(self) -> None:

@@ -110,8 +110,9 @@ class BmiConfig(_Strict):
     dtype: Literal["float64", "float32"] = "float64"
     # daily_release: the model steps daily and its runoff is released over the day's framework steps (hourly output
     # lags up to a day); hourly: the physics and routing step at the framework step, the network daily on the day's
-    # aggregates (as trained), its parameters used for the next day
-    stepping: Literal["daily_release", "hourly"] = "daily_release"
+    # aggregates (as trained), its parameters used for the next day; day_so_far: every framework step re-runs the
+    # day's step on the day so far (the daily model's daily totals, a rain shows within the framework step)
+    stepping: Literal["daily_release", "hourly", "day_so_far"] = "daily_release"
     # torch threads of this instance's model steps, set around each step and restored (0: leave torch's setting)
     threads: int = Field(1, ge=0)
     bad_precip: Literal["error", "zero"] = "error"

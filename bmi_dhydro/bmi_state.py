@@ -124,8 +124,9 @@ def load_arrays(bmi, arrays: dict, source: str) -> None:
     """Check state arrays (values, completeness) and load them into the stepper, or raise naming ``source``."""
     missing = [k for k in bmi.stepper.state_arrays() if k not in arrays]
     if missing:
-        hint = (" (acc_pet_used and dyn_* belong to stepping: hourly: the restart was written with stepping: "
-                "daily_release)") if any(m == "acc_pet_used" or m.startswith("dyn_") for m in missing) else ""
+        hint = (" (acc_pet_used, dyn_* and sofar_* belong to stepping: hourly or day_so_far: the restart was written "
+                "with another stepping)") if any(m == "acc_pet_used" or m.startswith(("dyn_", "sofar_"))
+                                                  for m in missing) else ""
         raise ValueError(f"{source}: the restart lacks the state variable(s) {missing}{hint}")
     check_state_arrays(arrays, source)
     try:

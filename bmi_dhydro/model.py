@@ -241,6 +241,22 @@ class DeltaModel(nn.Module):
             view.__dict__["uh_center_days"] = 0.5 * self.config.dt_days
         return view
 
+    def with_physics_fraction(self, fraction: float) -> "DeltaModel":
+        """A view whose physics steps ``fraction`` of the model step (its rates scaled to it) while the routing keeps
+        the model step; the same network, weights shared.  The BMI's ``day_so_far`` stepping re-runs the day's step
+        on the part of the day elapsed with it; prepare its steps with :meth:`prepared_fraction`."""
+        import copy
+
+        view = copy.copy(self)
+        view.__dict__["config"] = self.config.model_copy(update={"dt_days": self.config.dt_days * fraction})
+        return view
+
+    @staticmethod
+    def prepared_fraction(prep: Prepared, fraction: float) -> Prepared:
+        """``prep`` (of the model) for :meth:`with_physics_fraction`: static rates scaled to ``fraction`` of the
+        model step, the model step's unit hydrograph."""
+        return prep._replace(static=physics.scale_rates(prep.static, fraction))
+
     @property
     def is_fixed(self) -> bool:
         return isinstance(self.provider, FixedParameters)

@@ -14,6 +14,17 @@ Time-step bridging (conserves mass exactly):
   Water waiting to be released and precipitation not yet given to the model are counted as stored.
 * ET and PET outputs are the model-step mean rates, held over the release window.
 
+``stepping: day_so_far`` (framework steps shorter than the model step): every framework step re-runs the model
+step from the state at the step's start on the aggregates so far (precipitation so far, mean temperature so far,
+the PET of the part elapsed), with the rates scaled to that part (``DeltaModel.with_physics_fraction``); its
+routed runoff so far grows with each framework step, and the growth is this framework step's runoff (the earlier
+days' routed runoff is spread evenly over the model step).  At the model step's last framework step this is the
+model step itself, which is committed; the network then advances on the step's aggregates, and its parameters
+drive the next model step (one step later than in training).  So the daily totals are the daily model's, and a
+rain shows in the same framework step.  Where the runoff so far falls within the day (the mean temperature
+so far turns snow to rain or back), nothing is taken back: the excess is withheld from the next releases
+(``debt``, counted as negative storage), so mass closes.
+
 Mass accounting (ngen's mass-balance protocol, all in m of water over the unit area):
 ``mass_in = initial storage + Σ precipitation``, ``mass_out = Σ released runoff + Σ ET``,
 ``mass_stored = model stores + routing in flight + pending precipitation + pending release`` and
@@ -46,6 +57,10 @@ from .model import (
 )
 
 KELVIN = 273.15
+#: the ways a framework step shorter than the model step is bridged (the module docstring, the README)
+STEPPINGS = ("daily_release", "hourly", "day_so_far")
+#: day_so_far's own state (besides the accumulators), restart variables sofar_<name>
+SO_FAR_FIELDS = ("given", "debt", "et_so_far", "leak_so_far", "so_far_pending")
 
 
 @contextlib.contextmanager
@@ -67,8 +82,8 @@ class Stepper:
     def __init__(self, model: DeltaModel, attributes: np.ndarray, lat: np.ndarray, dt_fw: float, start: datetime,
                  dtype=torch.float64, stepping: str = "daily_release"):
         self.model = model
-        if stepping not in ("daily_release", "hourly"):
-            raise ValueError(f"stepping: expected daily_release or hourly, got {stepping!r}")
+        if stepping not in STEPPINGS:
+            raise ValueError(f"stepping: expected one of {', '.join(STEPPINGS)}, got {stepping!r}")
         self.stepping = stepping
         self.dtype = dtype
         self.n = len(lat)
@@ -87,13 +102,16 @@ class Stepper:
         if self.hourly and model.config.pet_method not in ("hamon", "input"):
             raise ValueError(f"stepping: hourly needs pet_method hamon or input (a PET for every framework step); the "
                              f"model's pet_method is {model.config.pet_method!r}: use stepping: daily_release")
-        self.dt_step = self.dt_fw if self.hourly else self.dt_model  # seconds of one physics step
+        # day_so_far: the model step re-run on the part of it elapsed at every framework step (module docstring)
+        self.so_far = stepping == "day_so_far" and self.k > 1
+        # the network advances at the end of a model step and its parameters drive the next one (not inside it)
+        self.daily_network = self.hourly or self.so_far
+        self.dt_step = self.dt_fw if self.hourly else self.dt_model  # seconds of one physics step (ET/PET outputs)
         self.start = start
         self.lat = np.array(lat, dtype="float64")  # an owned copy
         self._attrs = torch.as_tensor(attributes, dtype=dtype)
         self._np_dtype = np.float64 if dtype == torch.float64 else np.float32
-        self._daylength: dict[float, np.ndarray] = {}  # day of year -> day length at the units (Hamon, tiny problems)
-        self._hamon_day: tuple = (None, None)  # hourly stepping: (model step index, Hamon day factor at the units)
+        self._hamon_day: tuple = (None, None)  # (model step index, Hamon day factor at the units)
         self.prep: Prepared | None = None
         # called with {"runoff", "et", "storage"} (numpy, per unit) before a model step is committed; raising there
         # leaves the state as it was (the BMI checks that no non-finite value leaves the model)
@@ -113,6 +131,10 @@ class Stepper:
     def dyn(self, value: dict) -> None:
         # replaced once a day: what every hourly step derives from them is derived here once
         self._dyn = value
+        # day_so_far: the day's parameters scaled to each part of the day, where one of them is a rate (else the
+        # day's mapping itself serves every part, the same object all day)
+        self._dyn_frac: dict = {}
+        self._dyn_rates = bool(value) and bool(set(value) & set(physics.RATE_PARAMS))
         self._dyn_scaled = physics.scale_rates(value, self.dt_fw / 86400.0) if value else None
         self._dyn_means = (dict(zip([f"param_{k}" for k in value], numpy_component_means(*value.values())))
                            if value else {})
@@ -170,7 +192,13 @@ class Stepper:
         self.acc_pet_used = np.zeros(n)  # hourly stepping: PET given to the physics over the model step so far, mm
         # hourly stepping: the per-day dynamic parameters the physics uses (name -> (n, nmul)); the first model step
         # uses the network's answer to neutral input (normalised forcing 0) from the zero LSTM state
-        self.dyn = self._neutral_dynamic() if self.hourly else {}
+        self.dyn = self._neutral_dynamic() if self.daily_network else {}
+        # day_so_far: routed runoff of the model step given out so far (its running maximum), runoff given out beyond
+        # what the routing released (withheld from the next releases), the step's ET and leak so far, and the water
+        # counted as stored beyond the model's stores (routed but not given out, less the debt), all mm
+        z = np.zeros
+        self.given, self.debt, self.et_so_far, self.leak_so_far, self.so_far_pending = z(n), z(n), z(n), z(n), z(n)
+        self._prev_routed = None  # day_so_far: the earlier steps' routed runoff of this model step (from its state)
         self.refresh_store_means()
 
     def _neutral_dynamic(self) -> dict:
@@ -205,6 +233,8 @@ class Stepper:
     def pending_mm(self) -> np.ndarray:
         if self.hourly:  # the precipitation was given to the physics at once; nothing waits to be released
             return np.zeros(self.n)
+        if self.so_far:
+            return self.so_far_pending.copy()
         return self.acc_p + self.release * self.release_left
 
     def stored_mm(self, out: np.ndarray | None = None) -> np.ndarray:
@@ -214,6 +244,8 @@ class Stepper:
         if self.hourly:
             out[:] = self.model_storage
             return out
+        if self.so_far:
+            return np.add(self.model_storage, self.so_far_pending, out=out)
         np.multiply(self.release, self.release_left, out=out)
         np.add(self.acc_p, out, out=out)
         return np.add(self.model_storage, out, out=out)
@@ -247,12 +279,15 @@ class Stepper:
             # the physics runs first and commits only when its outputs pass the check; the accumulators and
             # counters change after it: a failed update leaves everything as it was, without copies
             return self._step_hourly(precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k)
-        if self.sub + 1 == self.k:
-            # this framework step completes a model step, which can fail (e.g. no PET): keep what it changes so a
-            # failed update leaves the state exactly as it was
-            saved = {f: getattr(self, f).copy() for f in self._ACC_FIELDS}
+        if self.so_far or self.sub + 1 == self.k:
+            # this framework step completes a model step (day_so_far: runs one), which can fail (e.g. no PET): keep
+            # what it changes so a failed update leaves the state exactly as it was
+            fields = self._ACC_FIELDS if not self.so_far else self._acc_fields(shortwave, pressure, pet_rate_m_s)
+            saved = {f: getattr(self, f).copy() for f in fields}
             counters = (self.sub, self.fw_step)
             try:
+                if self.so_far:  # (a model step is run, and checked, at every framework step)
+                    return self._step_so_far(precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k)
                 return self._step(precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k)
             except BaseException:
                 for f, a in saved.items():
@@ -263,12 +298,25 @@ class Stepper:
 
     _ACC_FIELDS = ("acc_p", "acc_t", "acc_tmin", "acc_tmax", "acc_sw", "acc_pres", "acc_pet", "acc_pet_n", "mass_in")
 
+    @staticmethod
+    def _acc_fields(shortwave, pressure, pet_rate_m_s) -> tuple:
+        """The accumulators :meth:`_accumulate` changes for these optional inputs."""
+        f = ("acc_p", "acc_t", "acc_tmin", "acc_tmax", "mass_in")
+        if shortwave is not None:
+            f += ("acc_sw",)
+        if pressure is not None:
+            f += ("acc_pres",)
+        if pet_rate_m_s is not None:
+            f += ("acc_pet", "acc_pet_n")
+        return f
+
     def _accumulate(self, p_mm, tc, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k) -> None:
         """Add one framework step's inputs to the model step's aggregates and advance the counters."""
         self.acc_p += p_mm
         self.acc_t += tc
-        np.minimum(self.acc_tmin, tc, out=self.acc_tmin)
-        np.maximum(self.acc_tmax, tc, out=self.acc_tmax)
+        if self.model.config.pet_method == "hargreaves":  # (the extremes serve Hargreaves only)
+            np.minimum(self.acc_tmin, tc, out=self.acc_tmin)
+            np.maximum(self.acc_tmax, tc, out=self.acc_tmax)
         if tmax_k is not None and tmin_k is not None:
             # given extremes widen the range (NaN: not given; fmax/fmin ignore it); tmax < tmin is taken as swapped,
             # the rule of physics.hargreaves
@@ -328,31 +376,168 @@ class Stepper:
             self._reset_accumulators()
         return True
 
-    def _hamon_mm_d(self, temp_c, doy: float) -> np.ndarray:
-        """Hamon PET (mm d-1) at the units for day of year ``doy``; day lengths cached for tiny problems."""
-        ld = self._daylength.get(doy)
-        if ld is None:
-            ld = physics.daylength_hours(self.lat, doy)
-            if self.use_numpy:  # at most 366 arrays of a few values
-                self._daylength[doy] = ld
-        return physics.hamon(temp_c, self.lat, doy, daylength=ld)
+    def _step_so_far(self, precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s, tmax_k=None, tmin_k=None
+                     ) -> bool:
+        """day_so_far: the model step re-run on the part elapsed (module docstring); the caller restores the
+        accumulators if it raises.  Nothing else changes before the outputs pass the check."""
+        p_mm = np.asarray(precip_rate_mm_s, dtype="float64") * self.dt_fw
+        tc = np.asarray(temp_k, dtype="float64") - KELVIN
+        self._accumulate(p_mm, tc, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k)
+        sub = self.sub
+        frac = sub / self.k
+        tmean = self.acc_t / sub
+        pet = self._pet_mm(tmean, n_sub=sub)
+        forcing = np.empty((self.n, 3), dtype=self._np_dtype)
+        forcing[:, 0] = self.acc_p
+        forcing[:, 1] = tmean
+        forcing[:, 2] = pet
+        new_state, out = self._advance_fraction(forcing, sub)
+        f64 = np.float64
+        routed = np.asarray(out["runoff"], dtype=f64)
+        et = np.asarray(out["et"], dtype=f64)
+        leak = np.asarray(out["leak"], dtype=f64)
+        storage = np.array(out["storage"], dtype=f64)
+        if self.output_check is not None:
+            self.output_check({"runoff": routed, "et": et, "storage": storage})
+        # checked: commit.  The step's routed runoff so far: its own share plus the earlier steps' share, spread
+        so_far = routed - self._prev_routed_mm() * (1.0 - frac)
+        release = so_far - self.given
+        np.maximum(release, 0.0, out=release)  # the growth (a fall is not taken back: see debt)
+        self.given += release
+        if self.debt.any():  # runoff given out beyond the routing earlier: withheld from this release
+            pay = np.minimum(self.debt, release)
+            release -= pay
+            self.debt -= pay
+        self.mass_out += release
+        self.mass_out += et
+        self.mass_out -= self.et_so_far
+        self.mass_leak += leak
+        self.mass_leak -= self.leak_so_far
+        self.et_so_far, self.leak_so_far = et, leak
+        self.model_storage = storage
+        pending = routed - self.given
+        pending -= self.debt
+        self.so_far_pending = pending
+        self.store_means = {k: np.asarray(out[k], dtype=f64) for k in physics.STATE_NAMES}
+        pet = np.asarray(pet, dtype=f64)
+        self.last = {"runoff": release, "et": et / frac, "pet": pet / frac, "leak": leak}
+        self.last_out = out
+        self.last_forcing = forcing
+        self.acc_pet_used = pet  # the step's PET so far (the network reads the whole step's)
+        self.release = release
+        self.release_left = 0
+        if sub == self.k:  # the model step itself: commit its state, then the network advances
+            self.debt += self.given - so_far  # given out beyond the step's routed runoff: withheld later
+            self.given = np.zeros(self.n)
+            self.et_so_far, self.leak_so_far = np.zeros(self.n), np.zeros(self.n)
+            if self.use_numpy:
+                self._state, self._state_np = None, new_state
+            else:
+                self.state = new_state
+            self._prev_routed = None
+            self._network_step()
+            self._reset_accumulators()
+        return True
 
-    def _pet_mm(self, tmean) -> np.ndarray:
-        """PET of the model step, mm (numpy in, numpy out: no torch for a few units)."""
+    def _prev_routed_mm(self) -> np.ndarray:
+        """day_so_far: the routed runoff of the current model step from the earlier steps' runoff (the routing
+        buffer at the step's start), mm."""
+        if self._prev_routed is None:
+            if not self.model.config.routing:
+                self._prev_routed = np.zeros(self.n)
+            elif self.use_numpy:
+                buf = self._numpy_state().route_buffer
+                r, _ = physics.route_step(np.zeros(self.n, buf.dtype), self._prepared_numpy().uh, buf)
+                self._prev_routed = np.asarray(r, dtype=np.float64)
+            else:
+                with torch.no_grad():
+                    buf = self.state.route_buffer
+                    r, _ = physics.route_step(buf.new_zeros(self.n), self._prepared().uh, buf)
+                self._prev_routed = r.double().numpy()
+        return self._prev_routed
+
+    def _fraction_parts(self, sub: int):
+        """day_so_far: (model view, Prepared, NumpyPrepared or None, OneStep or None) for ``sub`` framework steps of
+        the model step elapsed; built once per set of parameters."""
+        base = self._prepared()
+        cache = self.__dict__.get("_frac")
+        if cache is None or cache[0] is not base:
+            cache = self.__dict__["_frac"] = (base, {})
+        parts = cache[1].get(sub)
+        if parts is None:
+            frac = sub / self.k
+            model = self.model.with_physics_fraction(frac)
+            prep = DeltaModel.prepared_fraction(base, frac)
+            prep_np = model.prepare_numpy(prep) if self.use_numpy else None
+            one = None
+            if self.use_numpy and model.config.engine != "eager":
+                from .physics import fast
+
+                try:
+                    one = fast.OneStep(prep_np.static, list(self.dyn), self.n, model.provider.nmul, self._np_dtype,
+                                       model.config.capillary)
+                except (RuntimeError, OSError) as exc:
+                    if model.config.engine == "fast":
+                        raise
+                    logging.getLogger(__name__).info("day_so_far steps run in numpy: %s", exc)
+            parts = cache[1][sub] = (model, prep, prep_np, one)
+        return parts
+
+    def _advance_fraction(self, forcing: np.ndarray, sub: int):
+        """day_so_far: the model step from its start state on ``forcing`` (the aggregates so far), physics scaled
+        to ``sub`` framework steps, with the day's network parameters.  Returns (new state, numpy outputs); nothing
+        is committed."""
+        model, prep, prep_np, one = self._fraction_parts(sub)
+        dyn = self.dyn or None
+        if self.use_numpy:
+            st = self._numpy_state()
+            if one is None:
+                return model.advance_numpy(st, forcing, prep_np, dynamic=dyn)
+            scaled = dyn
+            if self._dyn_rates:
+                scaled = self._dyn_frac.get(sub)
+                if scaled is None:
+                    scaled = self._dyn_frac[sub] = physics.scale_rates(dyn, model.config.dt_days)
+            new_hbv, means = one.step(st.hbv, forcing, scaled)
+            buffer, out = model._route_and_outputs(means, forcing, st.route_buffer, prep_np.uh, prep_np.uh_step)
+            out.update(self._dyn_means)
+            return ModelState(physics.HbvState(*new_hbv), st.h, st.c, buffer), out
+        dyn_t = None if dyn is None else {k: torch.from_numpy(v) for k, v in dyn.items()}
+        with torch.no_grad(), torch_threads(self.threads):
+            new_state, out = model.advance(self.state, torch.from_numpy(forcing), prep, dynamic=dyn_t)
+        return new_state, {k: v.numpy() for k, v in out.items()}
+
+    def _hamon_day_mm_d(self, temp_c) -> np.ndarray:
+        """Hamon PET (mm d-1) at the units for the current model step's day, its day factor derived once a step;
+        one unit (ngen's catchment) on Python floats."""
+        day = self.fw_step - self.sub  # the model step this framework step belongs to
+        cached = self._hamon_day
+        if cached[0] != day:
+            doy = float(self.model_step_start().timetuple().tm_yday)
+            ld = physics.daylength_hours(self.lat, doy)
+            cached = self._hamon_day = (day, physics.hamon_day_factor(ld))
+        if self.n == 1:
+            return np.array([physics.hamon_from_factor(float(temp_c[0]), float(cached[1][0]))])
+        return physics.hamon_from_factor(temp_c, cached[1])
+
+    def _pet_mm(self, tmean, n_sub: int | None = None) -> np.ndarray:
+        """PET of the model step, mm (numpy in, numpy out: no torch for a few units); of its first ``n_sub``
+        framework steps (day_so_far) when given."""
+        n_sub = self.k if n_sub is None else n_sub
         method = self.model.config.pet_method
-        days = self.model.config.dt_days
-        doy = float(self.model_step_start().timetuple().tm_yday)
+        days = self.model.config.dt_days * (n_sub / self.k)
+        doy = float(self.model_step_start().timetuple().tm_yday) if method in ("hargreaves",) else None
         if method == "hamon":
-            pet = self._hamon_mm_d(tmean, doy) * days
+            pet = self._hamon_day_mm_d(tmean) * days
         elif method == "hargreaves":
             pet = physics.hargreaves(self.acc_tmin, self.acc_tmax, self.lat, doy) * days
         elif method == "priestley_taylor":
-            pet = physics.priestley_taylor(self.acc_sw / self.k, tmean, self.acc_pres / self.k) * days
+            pet = physics.priestley_taylor(self.acc_sw / n_sub, tmean, self.acc_pres / n_sub) * days
         else:  # "input"
             pet = np.full(self.n, np.nan)
         # a PET input given on every sub-step overrides the internal method for that unit
-        given = self.acc_pet_n == self.k
-        pet = np.where(given, self.acc_pet, pet)
+        if method == "input" or self.acc_pet_n.any():
+            pet = np.where(self.acc_pet_n == n_sub, self.acc_pet, pet)
         return self._checked_pet(pet)
 
     def _checked_pet(self, pet: np.ndarray) -> np.ndarray:
@@ -468,16 +653,7 @@ class Stepper:
         """hourly stepping: PET of this framework step, mm: the PET input where given, else Hamon of this step's
         temperature (mm d-1) times the step in days."""
         if self.model.config.pet_method == "hamon":
-            day = self.fw_step - self.sub  # the model step (day) this step belongs to: its factor, derived once
-            cached = self._hamon_day
-            if cached[0] != day:
-                doy = float(self.model_step_start().timetuple().tm_yday)
-                ld = physics.daylength_hours(self.lat, doy)
-                cached = self._hamon_day = (day, physics.hamon_day_factor(ld))
-            if self.n == 1 and pet_rate_m_s is None:  # one catchment (ngen): on floats, an array of the result
-                pet = np.array([physics.hamon_from_factor(float(tc[0]), float(cached[1][0])) * (self.dt_fw / 86400.0)])
-            else:
-                pet = physics.hamon_from_factor(tc, cached[1]) * (self.dt_fw / 86400.0)
+            pet = self._hamon_day_mm_d(tc) * (self.dt_fw / 86400.0)
         else:
             pet = np.full(self.n, np.nan)
         if pet_rate_m_s is not None:
@@ -520,13 +696,23 @@ class Stepper:
         for k in ("runoff", "et", "pet", "leak"):
             d[f"last_{k}"] = self.last[k].copy()
         d["counters"] = np.array([self.fw_step, self.sub, self.release_left], dtype="int64")
-        if self.hourly:  # the day's PET so far and the dynamic parameters the physics is using
+        if self.daily_network:  # the day's PET so far and the dynamic parameters the physics is using
             d["acc_pet_used"] = self.acc_pet_used.copy()
             for k, v in self.dyn.items():
                 d[f"dyn_{k}"] = np.array(v, copy=True)
+        if self.so_far:
+            for k in SO_FAR_FIELDS:
+                d[f"sofar_{k}"] = getattr(self, k).copy()
+            d["sofar_stores"] = np.stack([self.store_means[k] for k in physics.STATE_NAMES], -1)  # (n, 5)
         return d
 
     def load_state_arrays(self, d: dict) -> None:
+        mine = set(self.state_arrays())
+        foreign = sorted(k for k in d if k not in mine and (k == "acc_pet_used" or k.startswith(("dyn_", "sofar_"))))
+        if foreign:
+            raise ValueError(f"restart: variables {foreign} belong to another stepping than this run's "
+                             f"{self.stepping!r}: continue a run with the stepping that wrote its restart")
+
         def t(name, shape):
             a = np.asarray(d[name])
             if a.shape != shape:
@@ -545,12 +731,12 @@ class Stepper:
             fields[f] = a.copy()
         counters = np.asarray(d["counters"]).astype("int64")
         extra = {}
-        if self.hourly:
-            need = ["acc_pet_used"] + [f"dyn_{k}" for k in self.dyn]
+        if self.daily_network:
+            need = ["acc_pet_used"] + [f"dyn_{k}" for k in self.dyn] + [k for k in mine if k.startswith("sofar_")]
             missing = [k for k in need if k not in d]
             if missing:
                 raise ValueError(f"restart: variables {missing} missing: the restart was not written with stepping: "
-                                 "hourly (a daily_release restart cannot continue an hourly run)")
+                                 f"{self.stepping} (a daily_release restart cannot continue an {self.stepping} run)")
             extra["acc_pet_used"] = np.asarray(d["acc_pet_used"], dtype="float64").copy()
             dyn = {}
             for k, v in self.dyn.items():
@@ -564,10 +750,23 @@ class Stepper:
             setattr(self, f, a)
         self.last = {k: np.asarray(d[f"last_{k}"], dtype="float64").copy() for k in ("runoff", "et", "pet", "leak")}
         self.fw_step, self.sub, self.release_left = (int(x) for x in counters)
-        if self.hourly:
+        if self.daily_network:
             self.acc_pet_used = extra["acc_pet_used"]
             self.dyn = dyn
-        self.refresh_store_means()
+        self._prev_routed = None
+        if self.so_far:
+            for k in SO_FAR_FIELDS:
+                a = np.asarray(d[f"sofar_{k}"], dtype="float64")
+                if a.shape != (self.n,):
+                    raise ValueError(f"restart: variable sofar_{k} expected shape ({self.n},), got {a.shape}")
+                setattr(self, k, a.copy())
+            stores = np.asarray(d["sofar_stores"], dtype="float64")
+            if stores.shape != (self.n, len(physics.STATE_NAMES)):
+                raise ValueError(f"restart: variable sofar_stores expected shape ({self.n}, {len(physics.STATE_NAMES)}), "
+                                 f"got {stores.shape}")
+            self.store_means = dict(zip(physics.STATE_NAMES, stores.T.copy()))  # the stores so far, as reported
+        else:
+            self.refresh_store_means()
 
     def swap_model(self, model: DeltaModel) -> None:
         """Hot swap at a step boundary: a new network, the same states (shapes must agree)."""
@@ -582,4 +781,4 @@ class Stepper:
         self._use_model(model)
 
 
-__all__ = ["Stepper", "KELVIN"]
+__all__ = ["Stepper", "KELVIN", "STEPPINGS"]

@@ -1,6 +1,7 @@
-"""BMI `stepping: hourly`: the physics and routing step at the framework step, the network daily on the day's
-aggregates.  A rain pulse shows within hours, mass closes, restarts continue bit for bit, numpy and torch paths
-agree, and what it cannot do is refused with a message."""
+"""BMI sub-daily stepping.  `hourly`: the physics and routing step at the framework step, the network daily on the
+day's aggregates.  `day_so_far`: every framework step re-runs the day's step on the day so far, so the daily totals
+are the daily model's.  For both a rain pulse shows within hours, mass closes, restarts continue bit for bit, numpy
+and torch paths agree, and what they cannot do is refused with a message."""
 
 from __future__ import annotations
 
@@ -55,8 +56,12 @@ def make(path):
     return b
 
 
-def test_a_rain_pulse_shows_in_runoff_within_hours_and_mass_closes(tmp_path):
-    q_h, bal_h = drive(make(config(tmp_path, "hourly")), 24 * 7)
+SUBDAILY = ("hourly", "day_so_far")
+
+
+@pytest.mark.parametrize("stepping", SUBDAILY)
+def test_a_rain_pulse_shows_in_runoff_within_hours_and_mass_closes(tmp_path, stepping):
+    q_h, bal_h = drive(make(config(tmp_path, stepping)), 24 * 7)
     q_d, _ = drive(make(config(tmp_path, "daily_release", name="d.yaml")), 24 * 7)
     before = q_h[PULSE_HOUR - 1, 0]
     # hourly: the pulse hour itself already runs off more than three times the hour before
@@ -68,8 +73,9 @@ def test_a_rain_pulse_shows_in_runoff_within_hours_and_mass_closes(tmp_path):
     assert abs(q_h.sum() - q_d.sum()) / q_d.sum() < 0.1
 
 
-def test_a_restart_mid_day_continues_bit_for_bit(tmp_path):
-    cfg = config(tmp_path)
+@pytest.mark.parametrize("stepping", SUBDAILY)
+def test_a_restart_mid_day_continues_bit_for_bit(tmp_path, stepping):
+    cfg = config(tmp_path, stepping)
     whole, _ = drive(make(cfg), 24 * 6)
     b = make(cfg)
     drive(b, 24 * 3 + 7, record=False)
@@ -80,17 +86,21 @@ def test_a_restart_mid_day_continues_bit_for_bit(tmp_path):
     np.testing.assert_array_equal(rest, whole[24 * 3 + 7:])
 
 
-def test_a_daily_release_restart_cannot_continue_an_hourly_run(tmp_path):
-    b = make(config(tmp_path, "daily_release", name="d.yaml"))
+@pytest.mark.parametrize("writer,reader", [("daily_release", "hourly"), ("daily_release", "day_so_far"),
+                                           ("hourly", "day_so_far"), ("day_so_far", "hourly"),
+                                           ("hourly", "daily_release"), ("day_so_far", "daily_release")])
+def test_a_restart_continues_only_the_stepping_that_wrote_it(tmp_path, writer, reader):
+    b = make(config(tmp_path, writer, name="w.yaml"))
     drive(b, 30, record=False)
-    path = b.save_state(tmp_path / "d.nc")
-    with pytest.raises(ValueError, match=r"lacks the state variable.*written with stepping: daily_release"):
-        make(config(tmp_path)).load_state(str(path))
+    path = b.save_state(tmp_path / "w.nc")
+    with pytest.raises(ValueError, match=r"stepping"):
+        make(config(tmp_path, reader, name="r.yaml")).load_state(str(path))
 
 
-def test_numpy_and_torch_paths_agree(tmp_path):
-    one = make(config(tmp_path, n=1, name="one.yaml"))
-    many = make(config(tmp_path, n=80, name="many.yaml"))  # 80 x nmul 16 > 1024: the torch path
+@pytest.mark.parametrize("stepping", SUBDAILY)
+def test_numpy_and_torch_paths_agree(tmp_path, stepping):
+    one = make(config(tmp_path, stepping, n=1, name="one.yaml"))
+    many = make(config(tmp_path, stepping, n=80, name="many.yaml"))  # 80 x nmul 16 > 1024: the torch path
     assert one.stepper.use_numpy and not many.stepper.use_numpy
     q1, _ = drive(one, 24 * 6)
     qn, _ = drive(many, 24 * 6)
@@ -112,8 +122,9 @@ def test_spinup_keeps_the_days_parameters(tmp_path):
     assert float(spun.stepper.state_arrays()["hbv_sm"].mean()) > float(cold.stepper.state_arrays()["hbv_sm"].mean())
 
 
-def test_what_hourly_stepping_cannot_do_is_refused(tmp_path):
-    b = make(config(tmp_path))
+@pytest.mark.parametrize("stepping", SUBDAILY)
+def test_what_hourly_stepping_cannot_do_is_refused(tmp_path, stepping):
+    b = make(config(tmp_path, stepping))
     with pytest.raises(ValueError, match="gradient windows need stepping: daily_release"):
         b.begin_gradient_window()
     with pytest.raises(Exception, match="stepping"):
@@ -143,21 +154,22 @@ def test_the_hourly_unit_hydrograph_keeps_the_daily_timing():
     assert float((lag_plain - lag_daily).min()) > 0.15  # the plain hourly kernel is late
 
 
-def test_a_non_finite_output_in_hourly_mode_leaves_everything_as_it_was(tmp_path, monkeypatch):
+@pytest.mark.parametrize("stepping,method", [("hourly", "_kernel_step"), ("day_so_far", "_advance_fraction")])
+def test_a_non_finite_output_in_hourly_mode_leaves_everything_as_it_was(tmp_path, monkeypatch, stepping, method):
     from bmi_dhydro import stepper as stepper_mod
     from bmi_dhydro.bmi_vars import NonFiniteOutputError
 
-    b = make(config(tmp_path))
+    b = make(config(tmp_path, stepping))
     drive(b, 30, record=False)
     t0, before = b.get_current_time(), b.stepper.state_arrays()
-    real = stepper_mod.Stepper._kernel_step
+    real = getattr(stepper_mod.Stepper, method)
 
-    def poisoned(self, one, forcing, dynamic):
-        state, out = real(self, one, forcing, dynamic)
+    def poisoned(self, *args):
+        state, out = real(self, *args)
         out["runoff"] = out["runoff"] * np.nan
         return state, out
 
-    monkeypatch.setattr(stepper_mod.Stepper, "_kernel_step", poisoned)
+    monkeypatch.setattr(stepper_mod.Stepper, method, poisoned)
     with pytest.raises(NonFiniteOutputError):
         drive(b, 1, h0=30, record=False)
     assert b.get_current_time() == t0
@@ -193,4 +205,82 @@ def test_the_days_parameter_outputs_follow_the_network_every_day(tmp_path):
         seen.append(ptr.copy())
         drive(b, 1, h0=24 * day + 23, record=False)
     assert len({float(v[0]) for v in seen}) > 1  # the network's answer changed with the weather
+
+
+def test_day_so_far_kernel_and_numpy_steps_agree(tmp_path, monkeypatch):
+    """day_so_far's one-catchment steps go through the fused kernel; without it (numpy) the same runoff."""
+    q_kernel, _ = drive(make(config(tmp_path, "day_so_far")), 24 * 6)
+    from bmi_dhydro.physics import fast
+
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("kernel switched off by the test")
+
+    monkeypatch.setattr(fast, "OneStep", unavailable)
+    q_numpy, _ = drive(make(config(tmp_path, "day_so_far", name="n.yaml")), 24 * 6)
+    np.testing.assert_allclose(q_kernel, q_numpy, rtol=1e-10, atol=1e-16)
+
+
+def fixed_config(tmp_path, time_step, stepping=None, name="f.yaml") -> Path:
+    cfg = yaml.safe_load((ROOT / "tests/data/bmi/fixed_hourly_daily_model.yaml").read_text())
+    cfg["time"]["time_step"] = time_step
+    if stepping:
+        cfg["stepping"] = stepping
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def test_day_so_far_daily_totals_are_the_daily_models(tmp_path):
+    """With fixed parameters (no network, so no parameter lag) the daily totals of day_so_far are the daily model's
+    runoff, day by day, and its stores at each day's end are the daily model's, whenever in the day the rain falls."""
+    days = 20
+    rng = np.random.default_rng(3)
+    p_day = rng.gamma(0.6, 8.0, size=(days, 2)) * (rng.random((days, 2)) < 0.5)  # mm d-1
+    t_day = 278.0 + 6.0 * rng.standard_normal((days, 2))
+    daily = make(fixed_config(tmp_path, 86400, name="d.yaml"))
+    so_far = make(fixed_config(tmp_path, 3600, "day_so_far", name="s.yaml"))
+    q_d, q_s, snow_d, snow_s = [], [], [], []
+    for d in range(days):
+        daily.set_value(PRECIP, p_day[d] / 86400.0)
+        daily.set_value(TEMP, t_day[d])
+        daily.update()
+        q_d.append(daily.get_value_ptr(DEPTH).copy())
+        snow_d.append(daily.get_value_ptr("hbv__snowpack_storage").copy())
+        hours = []
+        for h in range(24):
+            rain_hour = h == 10  # the whole day's rain in one hour
+            so_far.set_value(PRECIP, p_day[d] / 3600.0 if rain_hour else np.zeros(2))
+            so_far.set_value(TEMP, t_day[d])
+            so_far.update()
+            hours.append(so_far.get_value_ptr(DEPTH).copy())
+        hours = np.array(hours)
+        assert (hours >= 0).all()
+        q_s.append(hours.sum(0))
+        snow_s.append(so_far.get_value_ptr("hbv__snowpack_storage").copy())
+    np.testing.assert_allclose(np.array(q_s), np.array(q_d), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(np.array(snow_s), np.array(snow_d), rtol=1e-9, atol=1e-12)
+
+
+def test_day_so_far_never_takes_runoff_back_and_closes_mass_when_the_day_so_far_runs_off_less(tmp_path):
+    """Two warm rainy days wet the soil; on the third, rain until noon, then a cold evening: the day's mean
+    temperature so far falls below the threshold late in the day, the day's step turns its rain to snow and the
+    runoff so far falls.  What was given out stays given out (no negative runoff); the excess is withheld from the
+    next runoff (debt) and mass closes every hour."""
+    b = make(fixed_config(tmp_path, 3600, "day_so_far"))
+    depth, bal, debt = [], [], []
+    for d in range(6):
+        for h in range(24):
+            warm = d < 2 or (d == 2 and h < 12)
+            b.set_value(PRECIP, np.full(2, 10.0 / 3600.0 if warm else 0.0))
+            b.set_value(TEMP, np.full(2, 283.15 if warm else (258.15 if d == 2 else 275.15)))
+            b.update()
+            depth.append(b.get_value_ptr(DEPTH).copy())
+            m = [b.get_value_ptr(f"ngen::mass_{k}").copy() for k in ("in", "out", "stored", "leaked")]
+            bal.append(np.abs(m[0] - m[1] - m[2] - m[3]) / m[0])
+            debt.append(b.stepper.debt.copy())
+    depth, debt = np.array(depth), np.array(debt)
+    assert (depth >= 0).all()
+    assert float(np.max(bal)) < 1e-12
+    assert float(debt[24 * 3 - 1].max()) > 0.0  # the day's end: runoff given out beyond the day's step
+    assert float(debt[-1].max()) == 0.0  # ... withheld from the next days' runoff until paid
 

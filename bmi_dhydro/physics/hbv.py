@@ -150,15 +150,21 @@ def check_bounds(params: dict[str, torch.Tensor]) -> None:
             )
 
 
+#: parameters that are rates per day, scaled to the step by :func:`scale_rates` (amounts, then store fractions)
+AMOUNT_RATES = ("CFMAX", "PERC")
+FRACTION_RATES = ("K0", "K1", "K2", "C")
+RATE_PARAMS = AMOUNT_RATES + FRACTION_RATES
+
+
 def scale_rates(params: dict[str, torch.Tensor], dt_days: float) -> dict[str, torch.Tensor]:
     """Convert per-day rates to per-step values for a step of ``dt_days`` days (see module docstring)."""
     if dt_days == 1.0:
         return dict(params)
     out = dict(params)
-    for name in ("CFMAX", "PERC"):
+    for name in AMOUNT_RATES:
         if name in out:
             out[name] = out[name] * dt_days
-    for name in ("K0", "K1", "K2", "C"):
+    for name in FRACTION_RATES:
         if name in out:
             out[name] = 1.0 - (1.0 - out[name]) ** dt_days
     return out
