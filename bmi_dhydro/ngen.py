@@ -22,6 +22,9 @@ import yaml
 
 from .units import from_hydrofabric
 
+#: the BMI stepping `dhydro ngen-config` writes unless told otherwise (README, NextGen: why this one)
+NGEN_STEPPING = "daily_release"
+
 PYTHON_TYPE = "bmi_dhydro.BmiDeltaModel"
 MAIN_OUTPUT = "land_surface_water__runoff_depth"
 OUTPUT_PRECISION = 17
@@ -60,16 +63,23 @@ def realization(init_config_pattern: str, forcing_pattern: str, start: str, end:
 
 def write_ngen_configs(hydrofabric, out, attributes=None, forcing_pattern="./forcing/{{id}}.csv", checkpoint=None,
                        layer=None, id_field=None, start="2015-12-01 00:00:00", end="2015-12-30 23:00:00",
-                       precip_field="precip_rate", min_climate_days: int = 365, names=None) -> list[Path]:
+                       precip_field="precip_rate", min_climate_days: int = 365, names=None,
+                       stepping: str = NGEN_STEPPING) -> list[Path]:
     """Write ``OUT/attributes.csv`` and ``OUT/attributes_provenance.csv`` (each attribute of each divide from the
     best available source, see :mod:`bmi_dhydro.divide_attributes`; ``attributes`` is the user table, consulted
     after the divide's forcing and the hydrofabric and before the nearest CAMELS basin), ``OUT/config/<id>.yaml``
     for every divide (pointing at ``OUT/attributes.csv``) and ``OUT/realization.json``.  Returns the written paths.
 
     The forcing for the climate attributes is found from ``forcing_pattern`` relative to the working directory,
-    else relative to ``OUT`` (where ngen runs the realization)."""
+    else relative to ``OUT`` (where ngen runs the realization).  ``stepping`` is written into every config (the
+    BMI's ``stepping``: how the hourly framework steps drive the daily model).  Every file is written atomically."""
     from .checkpoint import default_checkpoint_path, read_checkpoint
     from .divide_attributes import derive_attributes, source_summary, write_attributes
+    from .safe_io import atomic_write_text
+    from .stepper import STEPPINGS
+
+    if stepping not in STEPPINGS:
+        raise ValueError(f"stepping: expected one of {', '.join(STEPPINGS)}, got {stepping!r}")
 
     hydrofabric = Path(hydrofabric).resolve()
     out = Path(out)
@@ -91,6 +101,7 @@ def write_ngen_configs(hydrofabric, out, attributes=None, forcing_pattern="./for
             "model": {"checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None},
             "units": {"hydrofabric": os.path.relpath(hydrofabric, out / "config"), "select": uid},
             "time": {"time_step": 3600, "start": start},
+            "stepping": stepping,
             "warmup": {"mode": "cold"},
         }
         if layer:
@@ -99,11 +110,11 @@ def write_ngen_configs(hydrofabric, out, attributes=None, forcing_pattern="./for
             cfg["units"]["id_field"] = id_field
         cfg["units"]["attributes_table"] = os.path.relpath(table_path.resolve(), (out / "config").resolve())
         p = out / "config" / f"{uid}.yaml"
-        p.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        atomic_write_text(p, yaml.safe_dump(cfg, sort_keys=False), "per-catchment config")
         written.append(p)
     real = realization("./config/{{id}}.yaml", forcing_pattern, start, end, precip_field=precip_field)
     rp = out / "realization.json"
-    rp.write_text(json.dumps(real, indent=2))
+    atomic_write_text(rp, json.dumps(real, indent=2) + "\n", "realization")
     written.append(rp)
     print(f"wrote {len(table.ids)} per-catchment configs and {rp}")
     return written

@@ -24,6 +24,8 @@ import sys
 
 from bmi_dhydro._extras import MissingExtraError
 from bmi_dhydro.log import configure_logging
+from bmi_dhydro.ngen import NGEN_STEPPING
+from bmi_dhydro.stepper import STEPPINGS
 from coupler import retrain as retrain_cli
 from coupler.regrid import cli as regrid_cli
 
@@ -94,7 +96,7 @@ def _cmd_ngen_config(args) -> int:
         raise UsageError(f"--min-climate-days: expected 1 or more days, got {args.min_climate_days}")
     write_ngen_configs(args.hydrofabric, args.out, attributes=args.attributes, forcing_pattern=args.forcing_pattern,
                        checkpoint=args.checkpoint, layer=args.layer, id_field=args.id_field, start=args.start, end=args.end,
-                       min_climate_days=args.min_climate_days)
+                       min_climate_days=args.min_climate_days, stepping=args.stepping)
     return 0
 
 
@@ -171,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--id-field", default=None, help="id column (default divide_id or id)")
     n.add_argument("--start", default="2015-12-01 00:00:00", help="realization start time (default %(default)s)")
     n.add_argument("--end", default="2015-12-30 23:00:00", help="realization end time (default %(default)s)")
+    n.add_argument("--stepping", default=NGEN_STEPPING, choices=STEPPINGS,
+                   help="how ngen's hourly steps drive the daily model (the BMI's stepping; README, NextGen): "
+                        "daily_release (each day's runoff over the next day), hourly (physics every hour) or "
+                        "day_so_far (the day's step re-run on the day so far every hour); default %(default)s")
     n.set_defaults(func=_cmd_ngen_config)
 
     regrid_cli.add_parser(sub)

@@ -221,6 +221,18 @@ def test_ngen_config_writes_attributes_with_provenance_and_configs_that_initiali
     prov2 = pd.read_csv(out2 / "attributes_provenance.csv", dtype={"id": str}).set_index("id")
     assert prov2.at["cat-52", "frac_forest"].startswith("table:attributes.csv")
     assert prov2.at["cat-27", "p_mean"].startswith("forcing:")
+    from bmi_dhydro.ngen import NGEN_STEPPING
+
+    assert yaml.safe_load((out / "config" / "cat-27.yaml").read_text())["stepping"] == NGEN_STEPPING
+    # --stepping: written into every config, which runs with it
+    out3 = tmp_path / "out3"
+    assert dhydro(["ngen-config", str(GEOJSON), "--out", str(out3), "--stepping", "day_so_far",
+                   "--forcing-pattern", str(forcing_dir / "{{id}}.csv")]) == 0
+    assert {yaml.safe_load(p.read_text())["stepping"] for p in (out3 / "config").glob("*.yaml")} == {"day_so_far"}
+    m = BmiDeltaModel()
+    m.initialize(str(out3 / "config" / "cat-52.yaml"))
+    assert m.stepper.so_far
+    m.finalize()
 
 
 def test_the_sample_attributes_are_what_the_tool_writes(tmp_path):
