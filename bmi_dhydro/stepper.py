@@ -282,7 +282,8 @@ class Stepper:
         if self.so_far or self.sub + 1 == self.k:
             # this framework step completes a model step (day_so_far: runs one), which can fail (e.g. no PET): keep
             # what it changes so a failed update leaves the state exactly as it was
-            fields = self._ACC_FIELDS if not self.so_far else self._acc_fields(shortwave, pressure, pet_rate_m_s)
+            fields = (self._ACC_FIELDS if not self.so_far
+                      else self._acc_fields(shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k))
             saved = {f: getattr(self, f).copy() for f in fields}
             counters = (self.sub, self.fw_step)
             try:
@@ -298,10 +299,11 @@ class Stepper:
 
     _ACC_FIELDS = ("acc_p", "acc_t", "acc_tmin", "acc_tmax", "acc_sw", "acc_pres", "acc_pet", "acc_pet_n", "mass_in")
 
-    @staticmethod
-    def _acc_fields(shortwave, pressure, pet_rate_m_s) -> tuple:
+    def _acc_fields(self, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k) -> tuple:
         """The accumulators :meth:`_accumulate` changes for these optional inputs."""
-        f = ("acc_p", "acc_t", "acc_tmin", "acc_tmax", "mass_in")
+        f = ("acc_p", "acc_t", "mass_in")
+        if self.model.config.pet_method == "hargreaves" or (tmax_k is not None and tmin_k is not None):
+            f += ("acc_tmin", "acc_tmax")
         if shortwave is not None:
             f += ("acc_sw",)
         if pressure is not None:
