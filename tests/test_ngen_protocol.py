@@ -532,17 +532,37 @@ def test_update_until_path_and_model_params(sample_domain, monkeypatch, tmp_path
     assert worst <= 1e-12 and np.all(main >= 0)
 
 
-def test_serialization_save_restore_resume_equals_the_unbroken_run(sample_domain, sample_run, monkeypatch):
+@pytest.fixture(scope="module")
+def sample_domain_day_so_far(tmp_path_factory, sample_domain):
+    """The sample domain's configs written with --stepping day_so_far (the same forcing)."""
+    _, _, forcing_dir, cats = sample_domain
+    out = tmp_path_factory.mktemp("sample_day_so_far")
+    real = ngen_config(NGEN / "data" / "catchment_data.geojson", out, forcing_dir, "--stepping", "day_so_far")
+    return out, real, forcing_dir, cats
+
+
+@pytest.mark.parametrize("stepping,K", [("default", 359), ("day_so_far", 370)])
+def test_serialization_save_restore_resume_equals_the_unbroken_run(sample_domain, sample_run, sample_domain_day_so_far,
+                                                                   monkeypatch, stepping, K):
     """ngen PR #957: a run that saves every step is stopped after output step K; a second ngen run, whose realization
     starts at the time of the saved state, restores record K for every catchment and runs to the original end.  Its
     responses, forcing and outputs equal the unbroken run's bit for bit, because the model's clock reads 0 at the
-    restored state (ngen fetches the forcing of each step at start_time + get_current_time())."""
-    out, real, forcing_dir, cats = sample_domain
-    forms0, main0, precip0, _ = sample_run  # the unbroken 720-step run
+    restored state (ngen fetches the forcing of each step at start_time + get_current_time()).  K = 359: the record
+    after output step 359, the state at 2015-12-16 00:00 (a day's boundary); with day_so_far K = 370, in the middle
+    of a day."""
+    if stepping == "default":
+        out, real, forcing_dir, cats = sample_domain
+        forms0, main0, precip0, _ = sample_run  # the unbroken 720-step run
+    else:
+        out, real, forcing_dir, cats = sample_domain_day_so_far
+        with pytest.MonkeyPatch.context() as mp:
+            forms0 = formulations(sample_domain_day_so_far, mp)
+            main0, precip0, worst0 = run_domain(forms0)
+        assert worst0 <= 1e-12
+        assert all(f.adapter.model._obj.stepper.so_far for f in forms0.values())
     monkeypatch.chdir(out)
     params = real["global"]["formulations"][0]["params"]
     start, end = (datetime.fromisoformat(real["time"][k]) for k in ("start_time", "end_time"))
-    K = 359  # "restore": {"step": "359"}: the record saved after output step 359, the state at 2015-12-16 00:00
 
     def provider(cat, t0):
         return CsvPerFeatureProvider(forcing_dir / f"{cat}.csv", t0, end)
