@@ -394,13 +394,8 @@ class Stepper:
         forcing[:, 1] = tmean
         forcing[:, 2] = pet
         new_state, out = self._advance_fraction(forcing, sub)
+        routed, et, leak, storage = self._checked_outputs(out)
         f64 = np.float64
-        routed = np.asarray(out["runoff"], dtype=f64)
-        et = np.asarray(out["et"], dtype=f64)
-        leak = np.asarray(out["leak"], dtype=f64)
-        storage = np.array(out["storage"], dtype=f64)
-        if self.output_check is not None:
-            self.output_check({"runoff": routed, "et": et, "storage": storage})
         # checked: commit.  The step's routed runoff so far: its own share plus the earlier steps' share, spread
         so_far = routed - self._prev_routed_mm() * (1.0 - frac)
         release = so_far - self.given
@@ -591,12 +586,7 @@ class Stepper:
                 new_state, out = self.pmodel.advance(self.state, torch.from_numpy(forcing), self._prepared(), dynamic=dyn_t)
             out = {k: v.numpy() for k, v in out.items()}
         f64 = np.float64
-        runoff = np.asarray(out["runoff"], dtype=f64)
-        et = np.asarray(out["et"], dtype=f64)
-        leak = np.asarray(out["leak"], dtype=f64)
-        storage = np.array(out["storage"], dtype=f64)
-        if self.output_check is not None:
-            self.output_check({"runoff": runoff, "et": et, "storage": storage})
+        runoff, et, leak, storage = self._checked_outputs(out)
         if self.use_numpy:
             self._state, self._state_np = None, new_state
         else:
@@ -614,6 +604,18 @@ class Stepper:
         self.mass_leak += leak
         self.last = {"runoff": runoff, "et": et, "pet": np.asarray(pet, dtype=f64), "leak": leak}
         return runoff
+
+    def _checked_outputs(self, out: dict) -> tuple:
+        """(routed runoff, ET, leak, storage) of a step's outputs as float64, after the output check (which raises
+        before anything is committed)."""
+        f64 = np.float64
+        runoff = np.asarray(out["runoff"], dtype=f64)
+        et = np.asarray(out["et"], dtype=f64)
+        leak = np.asarray(out["leak"], dtype=f64)
+        storage = np.array(out["storage"], dtype=f64)
+        if self.output_check is not None:
+            self.output_check({"runoff": runoff, "et": et, "storage": storage})
+        return runoff, et, leak, storage
 
     def _one_step(self):
         """The fused kernel's :class:`~bmi_dhydro.physics.fast.OneStep` for these units' prepared parameters, or
