@@ -108,15 +108,16 @@ def test_numpy_and_torch_paths_agree(tmp_path, stepping):
     np.testing.assert_allclose(qn[:, -1], q1[:, 0], rtol=1e-9, atol=1e-15)
 
 
-def test_spinup_keeps_the_days_parameters(tmp_path):
+@pytest.mark.parametrize("stepping", SUBDAILY)
+def test_spinup_keeps_the_days_parameters(tmp_path, stepping):
     """A spin-up in hourly mode carries the network's dynamic parameters with the stores (not the neutral ones)."""
-    cold = make(config(tmp_path))
+    cold = make(config(tmp_path, stepping))
     csv = tmp_path / "spin.csv"
     times = pd.date_range("2015-11-01", periods=24 * 10, freq="h")
     pd.DataFrame({"time": times.strftime("%Y-%m-%d %H:%M:%S"), "APCP_surface": 0.5, "TMP_2maboveground": 283.0,
                   "DLWRF_surface": 300.0, "DSWRF_surface": 100.0, "PRES_surface": 100000.0, "SPFH_2maboveground": 0.005,
                   "UGRD_10maboveground": 1.0, "VGRD_10maboveground": 1.0, "precip_rate": 0.5 / 3600.0}).to_csv(csv, index=False)
-    spun = make(config(tmp_path, name="s.yaml", warmup={"mode": "spinup", "forcing_file": str(csv)}))
+    spun = make(config(tmp_path, stepping, name="s.yaml", warmup={"mode": "spinup", "forcing_file": str(csv)}))
     assert spun.get_current_time() == 0.0
     assert any(not np.array_equal(spun.stepper.dyn[k], cold.stepper.dyn[k]) for k in cold.stepper.dyn)
     assert float(spun.stepper.state_arrays()["hbv_sm"].mean()) > float(cold.stepper.state_arrays()["hbv_sm"].mean())
@@ -220,8 +221,8 @@ def test_day_so_far_kernel_and_numpy_steps_agree(tmp_path, monkeypatch):
     np.testing.assert_allclose(q_kernel, q_numpy, rtol=1e-10, atol=1e-16)
 
 
-def fixed_config(tmp_path, time_step, stepping=None, name="f.yaml") -> Path:
-    cfg = yaml.safe_load((ROOT / "tests/data/bmi/fixed_hourly_daily_model.yaml").read_text())
+def fixed_config(tmp_path, time_step, stepping=None, name="f.yaml", source="fixed_hourly_daily_model.yaml") -> Path:
+    cfg = yaml.safe_load((ROOT / "tests/data/bmi" / source).read_text())
     cfg["time"]["time_step"] = time_step
     if stepping:
         cfg["stepping"] = stepping
@@ -230,33 +231,46 @@ def fixed_config(tmp_path, time_step, stepping=None, name="f.yaml") -> Path:
     return p
 
 
-def test_day_so_far_daily_totals_are_the_daily_models(tmp_path):
+PET_IN = "land_surface_water__potential_evaporation_volume_flux"
+
+
+@pytest.mark.parametrize("source", ["fixed_hourly_daily_model.yaml", "fixed_pet_input.yaml"])
+def test_day_so_far_daily_totals_are_the_daily_models(tmp_path, source):
     """With fixed parameters (no network, so no parameter lag) the daily totals of day_so_far are the daily model's
-    runoff, day by day, and its stores at each day's end are the daily model's, whenever in the day the rain falls."""
+    runoff, day by day, and its stores at each day's end are the daily model's, whenever in the day the rain falls
+    (Hamon PET, and PET given as an input)."""
     days = 20
+    daily = make(fixed_config(tmp_path, 86400, name="d.yaml", source=source))
+    so_far = make(fixed_config(tmp_path, 3600, "day_so_far", name="s.yaml", source=source))
+    n = daily.n
     rng = np.random.default_rng(3)
-    p_day = rng.gamma(0.6, 8.0, size=(days, 2)) * (rng.random((days, 2)) < 0.5)  # mm d-1
-    t_day = 278.0 + 6.0 * rng.standard_normal((days, 2))
-    daily = make(fixed_config(tmp_path, 86400, name="d.yaml"))
-    so_far = make(fixed_config(tmp_path, 3600, "day_so_far", name="s.yaml"))
+    p_day = rng.gamma(0.6, 8.0, size=(days, n)) * (rng.random((days, n)) < 0.5)  # mm d-1
+    t_day = 278.0 + 6.0 * rng.standard_normal((days, n))
+    pet_day = rng.uniform(0.5, 4.0, size=(days, n)) / 1000.0 / 86400.0  # m s-1
+    with_pet = PET_IN in daily.get_input_var_names()
     q_d, q_s, snow_d, snow_s = [], [], [], []
     for d in range(days):
         daily.set_value(PRECIP, p_day[d] / 86400.0)
         daily.set_value(TEMP, t_day[d])
+        if with_pet:
+            daily.set_value(PET_IN, pet_day[d])
         daily.update()
         q_d.append(daily.get_value_ptr(DEPTH).copy())
         snow_d.append(daily.get_value_ptr("hbv__snowpack_storage").copy())
         hours = []
         for h in range(24):
             rain_hour = h == 10  # the whole day's rain in one hour
-            so_far.set_value(PRECIP, p_day[d] / 3600.0 if rain_hour else np.zeros(2))
+            so_far.set_value(PRECIP, p_day[d] / 3600.0 if rain_hour else np.zeros(n))
             so_far.set_value(TEMP, t_day[d])
+            if with_pet:
+                so_far.set_value(PET_IN, pet_day[d])
             so_far.update()
             hours.append(so_far.get_value_ptr(DEPTH).copy())
         hours = np.array(hours)
         assert (hours >= 0).all()
         q_s.append(hours.sum(0))
         snow_s.append(so_far.get_value_ptr("hbv__snowpack_storage").copy())
+    assert float(np.max(q_d)) > 0.0
     np.testing.assert_allclose(np.array(q_s), np.array(q_d), rtol=1e-9, atol=1e-15)
     np.testing.assert_allclose(np.array(snow_s), np.array(snow_d), rtol=1e-9, atol=1e-12)
 
