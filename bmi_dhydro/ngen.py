@@ -22,7 +22,7 @@ import yaml
 
 from .units import from_hydrofabric
 
-#: the BMI stepping `dhydro ngen-config` writes unless told otherwise (README, NextGen: why this one)
+#: the BMI stepping `dhydro ngen-config` writes unless told otherwise (README, Sub-daily stepping: why this one)
 NGEN_STEPPING = "daily_release"
 
 PYTHON_TYPE = "bmi_dhydro.BmiDeltaModel"

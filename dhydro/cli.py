@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--start", default="2015-12-01 00:00:00", help="realization start time (default %(default)s)")
     n.add_argument("--end", default="2015-12-30 23:00:00", help="realization end time (default %(default)s)")
     n.add_argument("--stepping", default=NGEN_STEPPING, choices=STEPPINGS,
-                   help="how ngen's hourly steps drive the daily model (the BMI's stepping; README, NextGen): "
+                   help="how ngen's hourly steps drive the daily model (the BMI's stepping; README, Sub-daily stepping): "
                         "daily_release (each day's runoff over the next day), hourly (physics every hour) or "
                         "day_so_far (the day's step re-run on the day so far every hour); default %(default)s")
     n.set_defaults(func=_cmd_ngen_config)
