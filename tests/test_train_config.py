@@ -159,12 +159,16 @@ def test_the_shipped_training_configs_load_and_name_their_basins_but_no_data_pat
 
     from bmi_dhydro.train import _resolve
 
-    root = Path(__file__).resolve().parents[1] / "examples" / "train"
+    repo = Path(__file__).resolve().parents[1]
+    root = repo / "examples" / "train"
     paths = [root / "camels515_daymet.yaml", *sorted((root / "precision_ab").glob("*.yaml"))]
     assert len(paths) == 3
     for path in paths:
-        assert "../shared" not in path.read_text()
         cfg, base = load_train_config(path)
         assert cfg.data.camels_root is None, path
+        # every input path the config names lies inside the repository
+        for p in (cfg.data.basins_file, cfg.data.attributes_root):
+            if p is not None:
+                assert _resolve(base, p).resolve().is_relative_to(repo), (path, p)
         basins = read_basins_file(_resolve(base, cfg.data.basins_file))
         assert len(basins) == len(set(basins)) == 515, path
