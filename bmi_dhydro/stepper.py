@@ -364,14 +364,8 @@ class Stepper:
         forcing[:, 2] = pet
         self.release = self._advance_physics(forcing, pet, self.dyn or None)
         self.release_left = 0
-        # the day's aggregates the network reads (the extremes, radiation, pressure and PET-input sums serve the daily
-        # PET methods, which hourly stepping does not use: they stay at their reset values)
-        self.acc_p += p_mm
-        self.acc_t += tc
+        self._accumulate(p_mm, tc, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k)
         self.acc_pet_used += pet
-        self.mass_in += p_mm
-        self.sub += 1
-        self.fw_step += 1
         self.mass_out += self.release  # this step's runoff, released at once
         if self.sub == self.k:
             self._network_step()
@@ -466,17 +460,7 @@ class Stepper:
             model = self.model.with_physics_fraction(frac)
             prep = DeltaModel.prepared_fraction(base, frac)
             prep_np = model.prepare_numpy(prep) if self.use_numpy else None
-            one = None
-            if self.use_numpy and model.config.engine != "eager":
-                from .physics import fast
-
-                try:
-                    one = fast.OneStep(prep_np.static, list(self.dyn), self.n, model.provider.nmul, self._np_dtype,
-                                       model.config.capillary)
-                except (RuntimeError, OSError) as exc:
-                    if model.config.engine == "fast":
-                        raise
-                    logging.getLogger(__name__).info("day_so_far steps run in numpy: %s", exc)
+            one = self._build_one_step(model, prep_np) if self.use_numpy else None
             parts = cache[1][sub] = (model, prep, prep_np, one)
         return parts
 
@@ -487,18 +471,14 @@ class Stepper:
         model, prep, prep_np, one = self._fraction_parts(sub)
         dyn = self.dyn or None
         if self.use_numpy:
-            st = self._numpy_state()
             if one is None:
-                return model.advance_numpy(st, forcing, prep_np, dynamic=dyn)
+                return model.advance_numpy(self._numpy_state(), forcing, prep_np, dynamic=dyn)
             scaled = dyn
             if self._dyn_rates:
                 scaled = self._dyn_frac.get(sub)
                 if scaled is None:
                     scaled = self._dyn_frac[sub] = physics.scale_rates(dyn, model.config.dt_days)
-            new_hbv, means = one.step(st.hbv, forcing, scaled)
-            buffer, out = model._route_and_outputs(means, forcing, st.route_buffer, prep_np.uh, prep_np.uh_step)
-            out.update(self._dyn_means)
-            return ModelState(physics.HbvState(*new_hbv), st.h, st.c, buffer), out
+            return self._kernel_advance(one, model, prep_np, forcing, scaled, self._dyn_means)
         dyn_t = None if dyn is None else {k: torch.from_numpy(v) for k, v in dyn.items()}
         with torch.no_grad(), torch_threads(self.threads):
             new_state, out = model.advance(self.state, torch.from_numpy(forcing), prep, dynamic=dyn_t)
@@ -624,23 +604,28 @@ class Stepper:
         cached = self.__dict__.get("_one")
         if cached is not None and cached[0] is prep:
             return cached[1]
-        one = None
-        if self.pmodel.config.engine != "eager":
-            from .physics import fast
-
-            try:
-                one = fast.OneStep(prep.static, list(self.dyn), self.n, self.pmodel.provider.nmul, self._np_dtype,
-                                   self.pmodel.config.capillary)
-            except (RuntimeError, OSError) as exc:
-                if self.pmodel.config.engine == "fast":
-                    raise
-                logging.getLogger(__name__).info("hourly steps run in numpy: %s", exc)
+        one = self._build_one_step(self.pmodel, prep)
         self.__dict__["_one"] = (prep, one)
         return one
 
+    def _build_one_step(self, model: DeltaModel, prep: NumpyPrepared):
+        """A :class:`~bmi_dhydro.physics.fast.OneStep` for ``model``'s step on ``prep``'s parameters, or None (engine
+        eager, or the kernel cannot be built: the numpy step is used, as everywhere)."""
+        if model.config.engine == "eager":
+            return None
+        from .physics import fast
+
+        try:
+            return fast.OneStep(prep.static, list(self.dyn), self.n, model.provider.nmul, self._np_dtype,
+                                model.config.capillary)
+        except (RuntimeError, OSError) as exc:
+            if model.config.engine == "fast":
+                raise
+            logging.getLogger(__name__).info("%s steps run in numpy: %s", self.stepping, exc)
+            return None
+
     def _kernel_step(self, one, forcing: np.ndarray, dynamic: dict | None):
         """:meth:`DeltaModel.advance_numpy` with the HBV step through the fused kernel (network not run)."""
-        st = self._numpy_state()
         prep = self._prepared_numpy()
         if dynamic is self._dyn:  # the day's parameters: scaled and averaged once a day (the dyn setter)
             scaled, dyn_means = self._dyn_scaled, self._dyn_means
@@ -648,8 +633,14 @@ class Stepper:
             scaled = physics.scale_rates(dynamic, self.pmodel.config.dt_days) if dynamic else None
             dyn_means = (dict(zip([f"param_{k}" for k in dynamic], numpy_component_means(*dynamic.values())))
                          if dynamic else {})
+        return self._kernel_advance(one, self.pmodel, prep, forcing, scaled, dyn_means)
+
+    def _kernel_advance(self, one, model: DeltaModel, prep: NumpyPrepared, forcing: np.ndarray, scaled, dyn_means: dict):
+        """One step of ``model`` from the current (numpy) state: HBV through the kernel ``one`` with the scaled
+        dynamic parameters ``scaled``, then routing and outputs (``dyn_means`` added).  Nothing is committed."""
+        st = self._numpy_state()
         new_hbv, means = one.step(st.hbv, forcing, scaled)
-        buffer, out = self.pmodel._route_and_outputs(means, forcing, st.route_buffer, prep.uh, prep.uh_step)
+        buffer, out = model._route_and_outputs(means, forcing, st.route_buffer, prep.uh, prep.uh_step)
         out.update(dyn_means)  # per-day values, component mean
         return ModelState(physics.HbvState(*new_hbv), st.h, st.c, buffer), out
 

@@ -17,6 +17,7 @@ The water "in flight" (entered but not yet released) is :func:`in_flight`; it is
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .arrays import ops
@@ -101,8 +102,6 @@ def in_flight(weights: torch.Tensor, buffer: torch.Tensor, tail: torch.Tensor | 
 def step_matrix(weights):
     """``(n_units, L, 2)`` numpy: the unit hydrograph and :func:`in_flight_weights`, both oldest-first, for
     :func:`route_step_in_flight` (depends on the weights only: callers stepping many times compute it once)."""
-    import numpy as np
-
     return np.ascontiguousarray(np.stack([weights[:, ::-1], in_flight_weights(weights)[:, ::-1]], -1))
 
 
@@ -110,11 +109,8 @@ def route_step_in_flight(q, buffer, matrix):
     """:func:`route_step` and :func:`in_flight` of the new buffer in one product (numpy; ``matrix`` from
     :func:`step_matrix`): for one catchment stepping hourly, where each numpy call costs more than its arithmetic.
     Returns ``(routed, new_buffer, in_flight)``; equal to the two calls to rounding."""
-    import numpy as np
-
     new = np.empty_like(buffer)
     new[:, :-1] = buffer[:, 1:]
     new[:, -1] = q
     both = np.matmul(new[:, None, :], matrix)[:, 0]
     return both[:, 0], new, both[:, 1]
-
