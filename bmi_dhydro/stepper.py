@@ -57,6 +57,7 @@ from .model import (
 )
 
 KELVIN = 273.15
+_INF = float("inf")
 #: the ways a framework step shorter than the model step is bridged (the module docstring, the README)
 STEPPINGS = ("daily_release", "hourly", "day_so_far")
 #: day_so_far's own state (besides the accumulators), restart variables sofar_<name>
@@ -146,6 +147,12 @@ class Stepper:
         self.prep = self.pmodel.prepare(self._attrs) if not model.is_fixed else None
         self.prep_np: NumpyPrepared | None = None
         self.use_numpy = model.numpy_step_suitable(self.n)
+        # day_so_far for one catchment (ngen) on Python floats within the model step (:meth:`_step_so_far_unit`)
+        self.unit_floats = (self.so_far and self.n == 1 and self.use_numpy and self._np_dtype is np.float64
+                            and model.config.pet_method == "hamon" and model.config.engine != "eager")
+        self._unit = None  # its per-model-step constants and output views (built on first use)
+        self._unit_loaded = None  # the state last loaded into the day_so_far kernels' shared input
+        self.__dict__.pop("_state_in", None)  # that input (its shape follows the model)
 
     # -- state -----------------------------------------------------------------------------------------------------
     # The model state is held as torch tensors (``state``) or, after numpy model steps, as numpy arrays; either view
@@ -279,6 +286,12 @@ class Stepper:
             # the physics runs first and commits only when its outputs pass the check; the accumulators and
             # counters change after it: a failed update leaves everything as it was, without copies
             return self._step_hourly(precip_rate_mm_s, temp_k, shortwave, pressure, pet_rate_m_s, tmax_k, tmin_k)
+        if (self.unit_floats and self.sub + 1 < self.k and shortwave is None and pressure is None
+                and pet_rate_m_s is None and tmax_k is None and tmin_k is None):
+            # one catchment within the day: floats, computed before anything is written (nothing to restore)
+            step = self._step_so_far_unit(precip_rate_mm_s, temp_k)
+            if step is not None:
+                return step
         if self.so_far or self.sub + 1 == self.k:
             # this framework step completes a model step (day_so_far: runs one), which can fail (e.g. no PET): keep
             # what it changes so a failed update leaves the state exactly as it was
@@ -430,6 +443,128 @@ class Stepper:
             self._reset_accumulators()
         return True
 
+    #: the outputs of a one-unit day_so_far step in :meth:`_step_so_far_unit`'s column: the keys of the model's
+    #: outputs (``DeltaModel._outputs``), then the release, ET and PET per model step, and the water pending
+    _UNIT_ROWS = (("runoff", "runoff_unrouted", "et", "leak", "precip", "pet") + physics.STATE_NAMES
+                  + ("swe", "routing_store", "storage", "_release", "_et_rate", "_pet_rate", "_pending"))
+
+    def _step_so_far_unit(self, precip_rate_mm_s, temp_k) -> bool | None:
+        """day_so_far for one catchment at a framework step within the model step (its last one, which commits the
+        day, takes :meth:`_step_so_far`): the same arithmetic on Python floats, with the routing of the day so far
+        from constants derived once per model step (:meth:`_unit_constants`).  Equals :meth:`_step_so_far` to
+        rounding (tests/test_hourly_stepping.py) at a fraction of its cost: ngen runs one catchment per instance.
+        Everything is computed before anything is written, so a failure leaves the state as it was.  None where the
+        kernel cannot be built (the caller takes the array path)."""
+        sub = self.sub + 1
+        model, _, _, one = self._fraction_parts(sub)
+        if one is None:
+            return None
+        u = self._unit_constants()
+        frac = sub / self.k
+        p_mm = float(precip_rate_mm_s[0]) * self.dt_fw
+        acc_p = self.acc_p.item() + p_mm
+        acc_t = self.acc_t.item() + (float(temp_k[0]) - KELVIN)
+        tmean = acc_t / sub
+        pet = physics.hamon_from_factor(tmean, u["hamon"]) * (self.model.config.dt_days * frac)
+        if not -_INF < pet < _INF:
+            self._checked_pet(np.array([pet]))  # raises, naming the variable
+        if self._unit_loaded is not u["hbv"]:  # the day's start state, into the kernels' shared input (once a day)
+            self._unit_state_in[...] = u["hbv"]
+            self._unit_loaded = u["hbv"]
+        q, et, leak, *stores = one.run_unit(acc_p, tmean, pet, self._fraction_dynamic(sub, model))
+        routed = q * u["a0"] + u["c0"]  # the routing step of the day so far (route_step_in_flight)
+        rstore = q * u["a1"] + u["c1"]
+        storage = stores[0] + stores[1] + stores[2] + stores[3] + stores[4] + rstore  # (DeltaModel._outputs' sum)
+        if not (-_INF < routed < _INF and -_INF < et < _INF and -_INF < storage < _INF):
+            self._checked_outputs({"runoff": np.array([routed]), "et": np.array([et]), "leak": np.array([leak]),
+                                   "storage": np.array([storage])})  # raises where the output check is on
+        # checked: commit (the arithmetic of _step_so_far, in its order)
+        so_far = routed - u["prev"] * (1.0 - frac)
+        given = self.given.item()
+        release = so_far - given
+        if not release > 0.0:
+            release = 0.0
+        given += release
+        debt = self.debt.item()
+        if debt:
+            pay = min(debt, release)
+            release -= pay
+            debt -= pay
+        mass_out = self.mass_out.item() + release + et - self.et_so_far.item()
+        mass_leak = self.mass_leak.item() + leak - self.leak_so_far.item()
+        pending = routed - given - debt
+        col = u["column"]
+        col[:] = [routed, q, et, leak, acc_p, pet, *stores, stores[0] + stores[1], rstore, storage, release,
+                  et / frac, pet / frac, pending]
+        self.acc_p[0] = acc_p
+        self.acc_t[0] = acc_t
+        self.mass_in[0] += p_mm
+        self.given[0] = given
+        self.debt[0] = debt
+        self.mass_out[0] = mass_out
+        self.mass_leak[0] = mass_leak
+        rows = u["rows"]
+        self.et_so_far, self.leak_so_far, self.model_storage = rows["et"], rows["leak"], rows["storage"]
+        self.so_far_pending = rows["_pending"]
+        self.release, self.acc_pet_used = rows["_release"], rows["pet"]
+        self.release_left = 0
+        self.store_means, self.last, self.last_out = u["store_means"], u["last"], self._unit_last_out(u)
+        self.last_forcing = one.forcing[0]  # (1, 3): P, T, PET of the day so far, as the kernel read them
+        self.sub = sub
+        self.fw_step += 1
+        return True
+
+    def _unit_constants(self) -> dict:
+        """One-unit day_so_far: what holds over a model step, derived once per model step (cached on the routing
+        buffer and the parameters, which change only when it is committed or the parameters change): the start
+        state, the routing of the day so far as ``routed = q·a0 + c0``, ``in flight = q·a1 + c1`` (the last row of
+        :func:`physics.step_matrix` and the product of the rest with the earlier days' runoff), the earlier days'
+        routed runoff ``prev``, the Hamon day factor, and the output column with its views."""
+        st = self._numpy_state()
+        prep = self._prepared_numpy()
+        day = self.fw_step - self.sub
+        u = self._unit
+        if u is not None and u["buffer"] is st.route_buffer and u["prep"] is prep and u["day"] == day \
+                and u["hbv"] is st.hbv:
+            return u
+        if u is None:  # allocated once: the column and the views the step's outputs are published through
+            col = np.zeros((len(self._UNIT_ROWS), 1))
+            rows = {k: col[i] for i, k in enumerate(self._UNIT_ROWS)}
+            u = {"column": col[:, 0], "rows": rows,
+                 "store_means": {k: rows[k] for k in physics.STATE_NAMES},
+                 "last": {"runoff": rows["_release"], "et": rows["_et_rate"], "pet": rows["_pet_rate"],
+                          "leak": rows["leak"]}, "last_out": (None, None)}
+        m = prep.uh_step
+        if m is None:  # no routing: routed = q, nothing in flight
+            a0, c0, a1, c1 = 1.0, 0.0, 0.0, 0.0
+        else:
+            m = np.asarray(m[0], dtype=np.float64)  # (L, 2), oldest first
+            tail = np.asarray(st.route_buffer[0, 1:], dtype=np.float64)
+            a0, a1 = float(m[-1, 0]), float(m[-1, 1])
+            c0, c1 = float(tail @ m[:-1, 0]), float(tail @ m[:-1, 1])
+        u.update(buffer=st.route_buffer, prep=prep, day=day, hbv=st.hbv, a0=a0, c0=c0, a1=a1, c1=c1,
+                 prev=self._prev_routed_mm().item(), hamon=float(self._hamon_factor()[0]))
+        self._unit = u
+        return u
+
+    def _unit_last_out(self, u: dict) -> dict:
+        """The one-unit step's outputs (the views of its column) with the day's parameters (the same mapping all day)."""
+        means, out = u["last_out"]
+        if means is not self._dyn_means:
+            out = {k: u["rows"][k] for k in self._UNIT_ROWS if not k.startswith("_")}
+            out.update(self._dyn_means)
+            u["last_out"] = (self._dyn_means, out)
+        return out
+
+    @property
+    def _unit_state_in(self) -> np.ndarray:
+        """(5, n, nmul) states the day_so_far kernels read (shared by them: the start state of the model step)."""
+        buf = self.__dict__.get("_state_in")
+        if buf is None:
+            buf = self.__dict__["_state_in"] = np.zeros((len(physics.STATE_NAMES), self.n, self.model.provider.nmul),
+                                                        self._np_dtype)
+        return buf
+
     def _prev_routed_mm(self) -> np.ndarray:
         """day_so_far: the routed runoff of the current model step from the earlier steps' runoff (the routing
         buffer at the step's start), mm."""
@@ -460,7 +595,7 @@ class Stepper:
             model = self.model.with_physics_fraction(frac)
             prep = DeltaModel.prepared_fraction(base, frac)
             prep_np = model.prepare_numpy(prep) if self.use_numpy else None
-            one = self._build_one_step(model, prep_np) if self.use_numpy else None
+            one = self._build_one_step(model, prep_np, self._unit_state_in) if self.use_numpy else None
             parts = cache[1][sub] = (model, prep, prep_np, one)
         return parts
 
@@ -473,29 +608,42 @@ class Stepper:
         if self.use_numpy:
             if one is None:
                 return model.advance_numpy(self._numpy_state(), forcing, prep_np, dynamic=dyn)
-            scaled = dyn
-            if self._dyn_rates:
-                scaled = self._dyn_frac.get(sub)
-                if scaled is None:
-                    scaled = self._dyn_frac[sub] = physics.scale_rates(dyn, model.config.dt_days)
-            return self._kernel_advance(one, model, prep_np, forcing, scaled, self._dyn_means)
+            self._unit_loaded = None  # (one.step loads the states itself)
+            return self._kernel_advance(one, model, prep_np, forcing, self._fraction_dynamic(sub, model),
+                                        self._dyn_means)
         dyn_t = None if dyn is None else {k: torch.from_numpy(v) for k, v in dyn.items()}
         with torch.no_grad(), torch_threads(self.threads):
             new_state, out = model.advance(self.state, torch.from_numpy(forcing), prep, dynamic=dyn_t)
         return new_state, {k: v.numpy() for k, v in out.items()}
 
-    def _hamon_day_mm_d(self, temp_c) -> np.ndarray:
-        """Hamon PET (mm d-1) at the units for the current model step's day, its day factor derived once a step;
-        one unit (ngen's catchment) on Python floats."""
+    def _fraction_dynamic(self, sub: int, model: DeltaModel) -> dict | None:
+        """day_so_far: the day's dynamic parameters scaled to ``sub`` framework steps (``model``: its fraction view),
+        derived once a day per part."""
+        dyn = self.dyn or None
+        if not self._dyn_rates:
+            return dyn
+        scaled = self._dyn_frac.get(sub)
+        if scaled is None:
+            scaled = self._dyn_frac[sub] = physics.scale_rates(dyn, model.config.dt_days)
+        return scaled
+
+    def _hamon_factor(self) -> np.ndarray:
+        """The Hamon day factor at the units for the current model step's day, derived once a step."""
         day = self.fw_step - self.sub  # the model step this framework step belongs to
         cached = self._hamon_day
         if cached[0] != day:
             doy = float(self.model_step_start().timetuple().tm_yday)
             ld = physics.daylength_hours(self.lat, doy)
             cached = self._hamon_day = (day, physics.hamon_day_factor(ld))
+        return cached[1]
+
+    def _hamon_day_mm_d(self, temp_c) -> np.ndarray:
+        """Hamon PET (mm d-1) at the units for the current model step's day; one unit (ngen's catchment) on Python
+        floats."""
+        factor = self._hamon_factor()
         if self.n == 1:
-            return np.array([physics.hamon_from_factor(float(temp_c[0]), float(cached[1][0]))])
-        return physics.hamon_from_factor(temp_c, cached[1])
+            return np.array([physics.hamon_from_factor(float(temp_c[0]), float(factor[0]))])
+        return physics.hamon_from_factor(temp_c, factor)
 
     def _pet_mm(self, tmean, n_sub: int | None = None) -> np.ndarray:
         """PET of the model step, mm (numpy in, numpy out: no torch for a few units); of its first ``n_sub``
@@ -608,16 +756,17 @@ class Stepper:
         self.__dict__["_one"] = (prep, one)
         return one
 
-    def _build_one_step(self, model: DeltaModel, prep: NumpyPrepared):
-        """A :class:`~bmi_dhydro.physics.fast.OneStep` for ``model``'s step on ``prep``'s parameters, or None (engine
-        eager, or the kernel cannot be built: the numpy step is used, as everywhere)."""
+    def _build_one_step(self, model: DeltaModel, prep: NumpyPrepared, state_in: np.ndarray | None = None):
+        """A :class:`~bmi_dhydro.physics.fast.OneStep` for ``model``'s step on ``prep``'s parameters (reading its
+        states from ``state_in`` when given), or None (engine eager, or the kernel cannot be built: the numpy step
+        is used, as everywhere)."""
         if model.config.engine == "eager":
             return None
         from .physics import fast
 
         try:
             return fast.OneStep(prep.static, list(self.dyn), self.n, model.provider.nmul, self._np_dtype,
-                                model.config.capillary)
+                                model.config.capillary, state_in=state_in)
         except (RuntimeError, OSError) as exc:
             if model.config.engine == "fast":
                 raise

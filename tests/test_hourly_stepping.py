@@ -155,31 +155,67 @@ def test_the_hourly_unit_hydrograph_keeps_the_daily_timing():
     assert float((lag_plain - lag_daily).min()) > 0.15  # the plain hourly kernel is late
 
 
-@pytest.mark.parametrize("stepping,method", [("hourly", "_kernel_step"), ("day_so_far", "_advance_fraction")])
-def test_a_non_finite_output_in_hourly_mode_leaves_everything_as_it_was(tmp_path, monkeypatch, stepping, method):
+@pytest.mark.parametrize("stepping,method,hour", [
+    ("hourly", "_kernel_step", 30),
+    ("day_so_far", "_advance_fraction", 47),  # the day's last hour: the array step, which commits the day
+    ("day_so_far", "run_unit", 30),  # within the day: the one-catchment step on floats
+])
+def test_a_non_finite_output_in_hourly_mode_leaves_everything_as_it_was(tmp_path, monkeypatch, stepping, method, hour):
     from bmi_dhydro import stepper as stepper_mod
     from bmi_dhydro.bmi_vars import NonFiniteOutputError
+    from bmi_dhydro.physics import fast
 
     b = make(config(tmp_path, stepping))
-    drive(b, 30, record=False)
+    drive(b, hour, record=False)
     t0, before = b.get_current_time(), b.stepper.state_arrays()
-    real = getattr(stepper_mod.Stepper, method)
+    owner = fast.OneStep if method == "run_unit" else stepper_mod.Stepper
+    real = getattr(owner, method)
 
     def poisoned(self, *args):
+        if method == "run_unit":  # [q, et, leak, *stores]
+            return [np.nan] + real(self, *args)[1:]
         state, out = real(self, *args)
         out["runoff"] = out["runoff"] * np.nan
         return state, out
 
-    monkeypatch.setattr(stepper_mod.Stepper, method, poisoned)
+    monkeypatch.setattr(owner, method, poisoned)
     with pytest.raises(NonFiniteOutputError):
-        drive(b, 1, h0=30, record=False)
+        drive(b, 1, h0=hour, record=False)
     assert b.get_current_time() == t0
     after = b.stepper.state_arrays()
     for k in before:
         np.testing.assert_array_equal(after[k], before[k], err_msg=k)
     monkeypatch.undo()
-    drive(b, 1, h0=30, record=False)
+    drive(b, 1, h0=hour, record=False)
     assert b.get_current_time() == t0 + 3600.0
+
+
+def test_day_so_far_on_floats_for_one_catchment_equals_the_array_step(tmp_path):
+    """One catchment (ngen) steps within the day on Python floats (Stepper._step_so_far_unit); every output the
+    BMI publishes, every hour, equals the array step's to rounding, through rain, a pulse, and a cold evening that
+    makes the runoff so far fall (debt), and mass closes."""
+    fl, ar = make(config(tmp_path, "day_so_far")), make(config(tmp_path, "day_so_far", name="a.yaml"))
+    ar.stepper.unit_floats = False
+    assert fl.stepper.unit_floats
+    names = [n for n in fl.get_output_var_names() if fl.get_var_grid(n) == 0]
+    hours, worst, debt_seen = 24 * 8, 0.0, False
+    for h in range(hours):
+        cold_evening = h // 24 == 6 and h % 24 >= 12
+        for b in (fl, ar):
+            b.set_value(PRECIP, np.full(1, rain(h) + (8.0 / 3600.0 if 24 * 5 < h < 24 * 6 + 12 else 0.0)))
+            b.set_value(TEMP, np.full(1, 255.0 if cold_evening else 280.0 + 4.0 * np.sin(2 * np.pi * h / 24)))
+            b.update()
+        for n in names:
+            np.testing.assert_allclose(fl.get_value_ptr(n), ar.get_value_ptr(n), rtol=1e-11, atol=1e-17,
+                                       err_msg=f"{n} at hour {h}")
+        m = [fl.get_value_ptr(f"ngen::mass_{k}") for k in ("in", "out", "stored", "leaked")]
+        worst = max(worst, float(np.abs(m[0] - m[1] - m[2] - m[3]).max() / m[0].max()))
+        debt_seen |= bool(fl.stepper.debt.max() > 0)
+    assert fl.stepper._unit is not None and ar.stepper._unit is None  # each took its path
+    assert debt_seen and worst < 1e-12
+    sa, sb = fl.stepper.state_arrays(), ar.stepper.state_arrays()
+    for k in sa:
+        np.testing.assert_allclose(sa[k], sb[k], rtol=1e-11, atol=1e-15, err_msg=k)
 
 
 def test_the_one_catchment_kernel_step_equals_the_numpy_step(tmp_path, monkeypatch):

@@ -662,7 +662,9 @@ class OneStep:
     OUTPUTS = ("q", "et", "leak") + STATE_FIELDS
 
     def __init__(self, static: Mapping[str, np.ndarray], dynamic: Sequence[str], n: int, nmul: int, dtype,
-                 capillary: bool):
+                 capillary: bool, state_in: np.ndarray | None = None):
+        """``state_in``: a (5, n, nmul) array of ``dtype`` the kernel reads the states from, shared with other
+        instances (callers loading one state into several: :meth:`run_unit`); by default its own."""
         self.lib = load_kernel()
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -688,20 +690,46 @@ class OneStep:
         for j, o in enumerate(self.OUTPUTS):
             a.out[FAST_OUTPUTS.index(o)] = self.out[j].ctypes.data
         # fixed state blocks: the pointers are set once; step() copies the states in and the new states out
-        self.s_in = np.zeros((_NS, n, nmul), self.dtype)
+        if state_in is not None and (state_in.shape != (_NS, n, nmul) or state_in.dtype != self.dtype
+                                     or not state_in.flags.c_contiguous):
+            raise ValueError(f"OneStep: state_in expected a C-contiguous {(_NS, n, nmul)} {self.dtype} array, got "
+                             f"{state_in.shape} {state_in.dtype}")
+        self.s_in = np.zeros((_NS, n, nmul), self.dtype) if state_in is None else state_in
         self.s_out = np.zeros((_NS, n, nmul), self.dtype)
         a.state_in[:] = [self.s_in[k].ctypes.data for k in range(_NS)]
         a.state_out[:] = [self.s_out[k].ctypes.data for k in range(_NS)]
         self._argref = ctypes.byref(a)
+        self._forcing0 = self.forcing[0, 0]  # unit 0's (P, T, PET), a view
+        self._out0 = self.out[:, 0, 0]  # unit 0's outputs, a view
+
+    def _set_dynamic(self, dynamic: Mapping[str, np.ndarray] | None) -> None:
+        if dynamic is not None and dynamic is not self._dyn_src:
+            for p, v in dynamic.items():
+                self.dyn_buf[p][0] = v
+            self._dyn_src = dynamic
+
+    def run_unit(self, p: float, t: float, pet: float, dynamic: Mapping[str, np.ndarray] | None = None) -> list:
+        """One step of a single unit (``n == 1``) from the states already in ``s_in`` (loaded by the caller, e.g.
+        through a shared ``state_in``) on the forcing ``p`` mm, ``t`` degC, ``pet`` mm, with no copies: the
+        component means ``[q, et, leak, *stores]`` (:attr:`OUTPUTS`) as Python floats, the numbers of :meth:`step`.
+        The new states stay in ``s_out`` until the next call."""
+        if self.n != 1:
+            raise ValueError(f"OneStep.run_unit: expected one unit, this kernel steps {self.n}")
+        f = self._forcing0
+        f[0] = p
+        f[1] = t
+        f[2] = pet
+        self._set_dynamic(dynamic)
+        rc = self.lib.hbv_forward(self._argref, self.code)
+        if rc != 0:
+            raise RuntimeError(f"fast HBV kernel: one step failed (code {rc})")
+        return self._out0.tolist()
 
     def step(self, states: Sequence[np.ndarray], forcing: np.ndarray, dynamic: Mapping[str, np.ndarray] | None = None):
         """``dynamic``: copied in when it is another mapping than the last call's (a caller stepping hourly passes
         the same mapping all day and a new one each day; it must not change a mapping's arrays in place)."""
         self.forcing[0] = forcing
-        if dynamic is not None and dynamic is not self._dyn_src:
-            for p, v in dynamic.items():
-                self.dyn_buf[p][0] = v
-            self._dyn_src = dynamic
+        self._set_dynamic(dynamic)
         self.s_in[...] = states  # the five (n, nmul) states in one copy
         rc = self.lib.hbv_forward(self._argref, self.code)
         if rc != 0:
