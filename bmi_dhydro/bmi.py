@@ -134,6 +134,7 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
         self._block = np.zeros((len(self._BLOCK), n), dtype="float64")
         self._block_src = np.zeros((len(self._BLOCK_DIV), n), dtype="float64")  # scratch: the stepper's values
         self._stored_mm = np.zeros(n, dtype="float64")
+        self._refresh_floats = n == 1  # _refresh_outputs on Python floats (the same numbers)
         for i, name in enumerate(self._BLOCK):
             self._buf[name] = self._block[i]
         for name, var in self._vars.items():
@@ -234,15 +235,26 @@ class BmiDeltaModel(UnitPointsGrid, Bmi):
             np.divide(stored, 1000.0, out=stored)
             return
         blk = self._block
-        src = (s.release, s.mass_in, s.mass_out, s.stored_mm(out=self._stored_mm), s.mass_leak, s.last["et"],
-               s.last["pet"])
-        np.concatenate(src, out=self._block_src.reshape(-1))
-        np.divide(self._block_src, self._BLOCK_DIV, out=blk[:7])  # m from mm
-        np.divide(blk[5:7], s.dt_step, out=blk[5:7])  # ET and PET: m s-1 over the physics step
-        np.concatenate([s.store_means[k] for k in STORE_VARS], out=blk[7:].reshape(-1))
-        np.add(b[STORE_VARS["snowpack"]], b[STORE_VARS["meltwater"]], out=b[SWE])
-        np.multiply(depth, self._area_m2, out=flux)
-        np.divide(flux, s.dt_fw, out=flux)
+        if self._refresh_floats:  # one catchment (ngen): the same arithmetic on Python floats, the block at once
+            means = s.store_means
+            stores = [means[k].item() for k in STORE_VARS]
+            dt, last = s.dt_step, s.last
+            d = s.release.item() / 1000.0
+            blk[:, 0] = [d, s.mass_in.item() / 1000.0, s.mass_out.item() / 1000.0,
+                         s.stored_mm(out=self._stored_mm).item() / 1000.0, s.mass_leak.item() / -1000.0,
+                         last["et"].item() / 1000.0 / dt, last["pet"].item() / 1000.0 / dt, *stores]
+            b[SWE][0] = means["snowpack"].item() + means["meltwater"].item()
+            flux[0] = d * self._area_m2[0] / s.dt_fw
+        else:
+            src = (s.release, s.mass_in, s.mass_out, s.stored_mm(out=self._stored_mm), s.mass_leak, s.last["et"],
+                   s.last["pet"])
+            np.concatenate(src, out=self._block_src.reshape(-1))
+            np.divide(self._block_src, self._BLOCK_DIV, out=blk[:7])  # m from mm
+            np.divide(blk[5:7], s.dt_step, out=blk[5:7])  # ET and PET: m s-1 over the physics step
+            np.concatenate([s.store_means[k] for k in STORE_VARS], out=blk[7:].reshape(-1))
+            np.add(b[STORE_VARS["snowpack"]], b[STORE_VARS["meltwater"]], out=b[SWE])
+            np.multiply(depth, self._area_m2, out=flux)
+            np.divide(flux, s.dt_fw, out=flux)
         self._depth_override = False
         last = s.last_out
         for name, key in self._dynamic_outputs:

@@ -334,3 +334,22 @@ def test_day_so_far_never_takes_runoff_back_and_closes_mass_when_the_day_so_far_
     assert float(debt[24 * 3 - 1].max()) > 0.0  # the day's end: runoff given out beyond the day's step
     assert float(debt[-1].max()) == 0.0  # ... withheld from the next days' runoff until paid
 
+
+
+@pytest.mark.parametrize("stepping", ("daily_release",) + SUBDAILY)
+def test_one_catchments_outputs_are_written_on_floats_as_the_array_refresh_writes_them(tmp_path, stepping):
+    """A one-catchment instance refreshes its output buffers on Python floats; the array refresh writes the same
+    numbers, bit for bit, at every hour of a day (mid-day and the model step)."""
+    b = make(config(tmp_path, stepping))
+    assert b._refresh_floats
+    names = [n for n in b.get_output_var_names() if b.get_var_grid(n) == 0]
+    for h in range(48):
+        drive(b, 1, h0=h, record=False)
+        floats = {n: b.get_value_ptr(n).copy() for n in names}
+        b._refresh_floats = False
+        try:
+            b._refresh_outputs()
+        finally:
+            b._refresh_floats = True
+        for n in names:
+            np.testing.assert_array_equal(b.get_value_ptr(n), floats[n], err_msg=f"{n} at hour {h}")
