@@ -277,7 +277,9 @@ def spinup(bmi, path) -> None:
     keep = s.state_arrays()
     s.reset_state()
     fresh = s.state_arrays()
-    for key in MODEL_STATE_KEYS + tuple(k for k in keep if k.startswith("dyn_")):  # (hourly: the day's parameters)
+    # (hourly, day_so_far: the day's parameters; day_so_far: the stores as reported, which the spin-up's whole days
+    # leave equal to the model's stores)
+    for key in MODEL_STATE_KEYS + tuple(k for k in keep if k.startswith("dyn_") or k == "sofar_stores"):
         fresh[key] = keep[key]
     s.load_state_arrays(fresh)
     s.model_storage = s._storage_now()

@@ -23,7 +23,7 @@ import yaml
 from .units import from_hydrofabric
 
 #: the BMI stepping `dhydro ngen-config` writes unless told otherwise (README, Sub-daily stepping: why this one)
-NGEN_STEPPING = "daily_release"
+NGEN_STEPPING = "day_so_far"
 
 PYTHON_TYPE = "bmi_dhydro.BmiDeltaModel"
 MAIN_OUTPUT = "land_surface_water__runoff_depth"

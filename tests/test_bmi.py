@@ -990,13 +990,19 @@ def test_instances_naming_the_same_checkpoint_share_the_network_never_the_state(
     assert not np.array_equal(a.get_value_ptr(STORE_VARS["sm"]), b.get_value_ptr(STORE_VARS["sm"]))
 
 
-def test_spinup_warmup_keeps_the_stores_and_restarts_the_clock_and_accounting(tmp_path):
+@pytest.mark.parametrize("stepping", ["daily_release", "hourly", "day_so_far"])
+def test_spinup_warmup_keeps_the_stores_and_restarts_the_clock_and_accounting(tmp_path, stepping):
     cfg = load_cfg(NGEN / "config" / "cat-27.yaml")
+    cfg["stepping"] = stepping
+    cold = make(write_cfg(tmp_path, cfg))
     cfg["warmup"] = {"mode": "spinup", "forcing_file": str(FORCING["cat-27"])}
     b = make(write_cfg(tmp_path, cfg))
-    cold = make(NGEN / "config" / "cat-27.yaml")
     assert b.get_current_time() == 0.0
     assert b.get_value_ptr(STORE_VARS["sm"])[0] > 10 * cold.get_value_ptr(STORE_VARS["sm"])[0]
+    # the stores reported are the spun-up model's stores
+    reported = {k: b.get_value_ptr(v)[0] for k, v in STORE_VARS.items()}
+    b.stepper.refresh_store_means()
+    assert reported == {k: b.stepper.store_means[k][0] for k in STORE_VARS}
     m_in, m_out, m_st, m_lk = mass(b)
     np.testing.assert_allclose(m_in, m_st, rtol=1e-14)  # accounting restarts from the spun-up storage
     assert m_out[0] == 0.0

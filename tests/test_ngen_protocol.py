@@ -46,6 +46,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from bmi_dhydro.ngen import NGEN_STEPPING
 from dhydro.cli import main as dhydro
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -396,6 +397,7 @@ def test_ngen_config_writes_what_ngen_needs(sample_domain, gauge_domain):
         shipped = yaml.safe_load((NGEN / "config" / f"{c}.yaml").read_text())
         fresh = yaml.safe_load((out / "config" / f"{c}.yaml").read_text())
         assert shipped["units"]["select"] == fresh["units"]["select"] and shipped["time"] == fresh["time"]
+        assert shipped["stepping"] == fresh["stepping"] == NGEN_STEPPING
 
 
 def test_apcp_mapping_would_reach_the_model_unconverted(sample_domain):
@@ -533,33 +535,34 @@ def test_update_until_path_and_model_params(sample_domain, monkeypatch, tmp_path
 
 
 @pytest.fixture(scope="module")
-def sample_domain_day_so_far(tmp_path_factory, sample_domain):
-    """The sample domain's configs written with --stepping day_so_far (the same forcing)."""
+def sample_domain_daily_release(tmp_path_factory, sample_domain):
+    """The sample domain's configs written with --stepping daily_release (the same forcing)."""
     _, _, forcing_dir, cats = sample_domain
-    out = tmp_path_factory.mktemp("sample_day_so_far")
-    real = ngen_config(NGEN / "data" / "catchment_data.geojson", out, forcing_dir, "--stepping", "day_so_far")
+    out = tmp_path_factory.mktemp("sample_daily_release")
+    real = ngen_config(NGEN / "data" / "catchment_data.geojson", out, forcing_dir, "--stepping", "daily_release")
     return out, real, forcing_dir, cats
 
 
-@pytest.mark.parametrize("stepping,K", [("default", 359), ("day_so_far", 370)])
-def test_serialization_save_restore_resume_equals_the_unbroken_run(sample_domain, sample_run, sample_domain_day_so_far,
+@pytest.mark.parametrize("stepping,K", [("default", 370), ("daily_release", 359)])
+def test_serialization_save_restore_resume_equals_the_unbroken_run(sample_domain, sample_run, sample_domain_daily_release,
                                                                    monkeypatch, stepping, K):
     """ngen PR #957: a run that saves every step is stopped after output step K; a second ngen run, whose realization
     starts at the time of the saved state, restores record K for every catchment and runs to the original end.  Its
     responses, forcing and outputs equal the unbroken run's bit for bit, because the model's clock reads 0 at the
-    restored state (ngen fetches the forcing of each step at start_time + get_current_time()).  K = 359: the record
-    after output step 359, the state at 2015-12-16 00:00 (a day's boundary); with day_so_far K = 370, in the middle
-    of a day."""
+    restored state (ngen fetches the forcing of each step at start_time + get_current_time()).  With the default
+    stepping (day_so_far) K = 370, in the middle of a day; with daily_release K = 359: the record after output step
+    359, the state at 2015-12-16 00:00 (a day's boundary)."""
     if stepping == "default":
         out, real, forcing_dir, cats = sample_domain
         forms0, main0, precip0, _ = sample_run  # the unbroken 720-step run
+        assert all(f.adapter.model._obj.stepper.so_far for f in forms0.values())  # ngen-config's default: day_so_far
     else:
-        out, real, forcing_dir, cats = sample_domain_day_so_far
+        out, real, forcing_dir, cats = sample_domain_daily_release
         with pytest.MonkeyPatch.context() as mp:
-            forms0 = formulations(sample_domain_day_so_far, mp)
+            forms0 = formulations(sample_domain_daily_release, mp)
             main0, precip0, worst0 = run_domain(forms0)
         assert worst0 <= 1e-12
-        assert all(f.adapter.model._obj.stepper.so_far for f in forms0.values())
+        assert not any(f.adapter.model._obj.stepper.so_far for f in forms0.values())
     monkeypatch.chdir(out)
     params = real["global"]["formulations"][0]["params"]
     start, end = (datetime.fromisoformat(real["time"][k]) for k in ("start_time", "end_time"))
