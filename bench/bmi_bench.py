@@ -4,15 +4,16 @@
   step with ``set_value``.  Measured with hourly framework steps (ngen's: the daily model advances on every 24th
   update; the mean over updates is reported, and the model-step and accumulate-only updates separately) and with
   daily framework steps (every update advances the model).
-* ``ngen_pattern_us`` — the whole call sequence ngen's ``Bmi_Py_Formulation`` makes per catchment-step (replayed
-  from ``NOAA-OWP/ngen`` ``Bmi_Py_Adapter`` / ``Bmi_Module_Formulation``, as ``tests/test_ngen_protocol.py``
-  documents): ``get_current_time``; per input ``get_var_nbytes``, ``get_var_itemsize``, ``get_var_type``,
-  ``get_var_units`` then ``SetValue`` (itemsize, type, nbytes, itemsize, ``set_value``); ``get_time_step``;
-  ``update``; the main output through ``get_value_at_indices`` (type, itemsize, input names, type, a zeroed dest,
-  int32 indices); every output for the output line; the four ``ngen::mass_*`` through ``get_value_ptr``.
+* ``ngen_pattern_us`` — the whole call sequence a real ngen (NOAA-OWP/ngen master dd04bbcc, ``bmi_python``) makes
+  into one catchment per catchment-step, call for call as recorded from inside the model by
+  ``bench/bench_ngen_inside.py`` (``tests/data/ngen_calls_per_step.txt``, 158 calls): the clock and end time; per
+  input nine metadata queries and ``set_value``; ``get_time_step``; ``update``; the main output (11 calls, through
+  ``get_value_at_indices``); the four ``ngen::mass_*`` through ``get_value_ptr``; every output for the output line
+  (11 calls each).
   Forcing: the real hourly AORC CSV of ngen's sample catchment cat-27 (examples/ngen/data), December 2015.
-* ``many_units`` — one instance over 10,000 units (inline units, the 12 CAMELS attributes of the bundled network
-  jittered around real basins' values), daily and hourly framework steps: unit-steps/s.
+* ``many_units`` — one instance over 10,000 units (inline units, the attributes the bundled network reads, from
+  ``examples/ngen/data/attributes.csv``, jittered around real basins' values), daily and hourly framework steps:
+  unit-steps/s.
 * ``profile`` — cProfile of the one-unit update, top functions by own time.
 
 Each measurement runs with the model's physics engine (``ModelConfig.engine``) set to ``eager`` and to ``fast``.
@@ -39,8 +40,7 @@ ATTRS_CSV = ROOT / "examples" / "ngen" / "data" / "attributes.csv"
 PRECIP = "atmosphere_water__liquid_equivalent_precipitation_rate"
 TEMP = "land_surface_air__temperature"
 MASS = ("ngen::mass_in", "ngen::mass_out", "ngen::mass_stored", "ngen::mass_leaked")
-ATTRIBUTES = ("p_mean", "pet_mean", "p_seasonality", "frac_snow", "aridity", "elev_mean", "slope_mean", "area_gages2",
-              "frac_forest", "soil_porosity", "soil_conductivity", "max_water_content")
+ATTRIBUTES = tuple(c for c in pd.read_csv(ATTRS_CSV, nrows=0).columns if c not in ("id", "attribute_source"))
 
 
 def hourly_forcing() -> pd.DataFrame:
@@ -126,59 +126,45 @@ def update_us(config: Path, steps: int, engine: str | None, k: int) -> dict:
     }
 
 
+NGEN_CALLS = ROOT / "tests" / "data" / "ngen_calls_per_step.txt"
+
+
+def ngen_calls_per_step() -> list[tuple[str, str | None]]:
+    """The BMI calls a real ngen made into one catchment for one catchment-step (recorded by
+    ``bench/bench_ngen_inside.py``), rotated to start with the step's first call: the clock and end-time queries,
+    the inputs, ``update``, then the main output, the mass-balance check and the output line.  (method, variable)."""
+    calls = []
+    for line in NGEN_CALLS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            method, _, name = line.strip().partition(" ")
+            calls.append((method, name or None))
+    first = next(i for i, (m, _) in enumerate(calls) if m == "get_current_time")
+    return calls[first:] + calls[:first]
+
+
 class NgenReplay:
-    """The per-catchment-step Python calls of ngen's Bmi_Py_Formulation (see the module docstring)."""
+    """The per-catchment-step Python calls of a real ngen (``ngen_calls_per_step``), call for call."""
 
     def __init__(self, model):
         self.m = model
         self.calls = 0
-        self.outputs = list(model.get_output_var_names())
-        self.main = "land_surface_water__runoff_depth"
-
-    def c(self, name, *args):
-        self.calls += 1
-        return getattr(self.m, name)(*args)
-
-    def input_names(self):
-        n = self.c("get_input_item_count")
-        names = self.c("get_input_var_names")
-        assert len(names) == n
-        return names
-
-    def set_value(self, name, value):
-        itemsize = self.c("get_var_itemsize", name)
-        self.c("get_var_type", name)
-        length = self.c("get_var_nbytes", name) // self.c("get_var_itemsize", name)
-        self.c("set_value", name, np.full(length, value, dtype="float64"))
-        return itemsize
-
-    def value_at_index0(self, name):
-        self.c("get_var_type", name)
-        self.c("get_var_itemsize", name)
-        self.input_names()
-        dtype = self.c("get_var_type", name)
-        dest = np.zeros(1, dtype=dtype)
-        self.c("get_value_at_indices", name, dest, np.zeros(1, dtype="int32"))
-        return float(dest[0])
+        self.sequence = [(getattr(model, method), method, name) for method, name in ngen_calls_per_step()]
+        self.index = np.zeros(1, dtype="int32")
 
     def step(self, values: dict):
-        self.c("get_current_time")
-        for var in self.input_names():
-            self.c("get_var_nbytes", var)
-            self.c("get_var_itemsize", var)
-            self.c("get_var_type", var)
-            self.c("get_var_units", var)
-            self.set_value(var, values[var])
-        self.c("get_time_step")
-        self.c("update")
-        q = self.value_at_index0(self.main)
-        for name in self.outputs:
-            self.value_at_index0(name)
-        for name in MASS:
-            self.c("get_var_type", name)
-            self.c("get_var_itemsize", name)
-            self.c("get_value_ptr", name).copy()
-        return q
+        for fn, method, name in self.sequence:
+            if method == "set_value":
+                fn(name, np.full(1, values[name], dtype="float64"))
+            elif method == "get_value_at_indices":
+                dest = np.zeros(1, dtype="float64")
+                fn(name, dest, self.index)
+            elif method == "get_value_ptr":
+                fn(name)[0]
+            elif name is None:
+                fn()
+            else:
+                fn(name)
+        self.calls += len(self.sequence)
 
 
 def ngen_pattern_us(config: Path, steps: int, engine: str | None) -> dict:

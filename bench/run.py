@@ -574,8 +574,9 @@ def write_readme(res: dict, path: Path) -> None:
         L += ["## BMI: one ngen catchment (bundled network, nmul 16, float64)", "",
               "update() in µs: with daily framework steps every update advances the model; with hourly steps "
               "(ngen's) the daily model advances on every 24th update and the others only accumulate inputs.  The ngen "
-              "pattern is the whole Python call sequence ngen's Bmi_Py_Formulation makes per catchment-step (see "
-              "`bench/bmi_bench.py`), with cat-27's real hourly AORC forcing.", "",
+              "pattern is the whole Python call sequence a real ngen makes into one catchment per catchment-step, call for "
+              "call as recorded inside ngen (`tests/data/ngen_calls_per_step.txt`, `bench/bench_ngen_inside.py`; "
+              "replayed by `bench/bmi_bench.py`), with cat-27's real hourly AORC forcing.", "",
               _table(["physics engine", "update, daily (median)", "update, hourly (mean)", "hourly: model-step update",
                       "hourly: accumulate-only update", "ngen pattern per catchment-step", "Python calls per step"], rows), "",
               "Where a model-step update goes (one unit): one step of the model runs in numpy (`DeltaModel.advance_numpy`: "

@@ -70,12 +70,14 @@ class CallLog:
     def __init__(self, obj):
         self._obj = obj
         self.calls: list[str] = []
+        self.named: list[str] = []  # the same calls with the variable each names, as in tests/data/ngen_calls_per_step.txt
 
     def attr(self, name):
         fn = getattr(self._obj, name)
 
         def call(*args):
             self.calls.append(name)
+            self.named.append(" ".join([name] + [a for a in args[:1] if isinstance(a, str)]))
             return fn(*args)
 
         return call
@@ -147,7 +149,8 @@ class PyAdapter:
         self.m("set_value")(name, arr)
 
     def GetValue(self, name):
-        cxx = analogous_cxx_type(self.str_("get_var_type", name), self.int_("get_var_itemsize", name))
+        itemsize = self.int_("get_var_itemsize", name)
+        cxx = analogous_cxx_type(self.str_("get_var_type", name), itemsize)
         ptr = self.m("get_value_ptr")(name)
         assert isinstance(ptr, np.ndarray) and ptr.ndim == 1 and ptr.dtype == np.dtype(NP_OF_CXX[cxx])
         return ptr.copy()
@@ -248,11 +251,12 @@ class Formulation:
         given = {}
         for var in a.GetInputVarNames():
             alias = self.names_map.get(var, var)
-            nbytes = a.int_("get_var_nbytes", var)
             itemsize = a.int_("get_var_itemsize", var)
-            assert nbytes % itemsize == 0 and nbytes // itemsize == 1  # one catchment, one value
+            units = a.str_("get_var_units", var)
             analogous_cxx_type(a.str_("get_var_type", var), itemsize)
-            value = self.provider.get_value(alias, epoch, t_delta, a.str_("get_var_units", var))
+            nbytes = a.int_("get_var_nbytes", var)
+            assert nbytes % itemsize == 0 and nbytes // itemsize == 1  # one catchment, one value
+            value = self.provider.get_value(alias, epoch, t_delta, units)
             a.SetValue(var, [value])
             given[var] = value
         return given
@@ -275,10 +279,14 @@ class Formulation:
         return self.value_as_double(self.main), given
 
     def value_as_double(self, name: str) -> float:
+        """Bmi_Module_Formulation::get_var_value_as_double: is it an output, its type, the value, its units."""
         a = self.adapter
+        assert name in a.GetOutputVarNames()
         cxx = analogous_cxx_type(a.str_("get_var_type", name), a.int_("get_var_itemsize", name))
         assert cxx == "double"
-        return float(a.get_value_at_indices(name, [0], False)[0])
+        value = float(a.get_value_at_indices(name, [0], False)[0])
+        a.str_("get_var_units", name)  # (ngen converts to the units asked for; here the model's own)
+        return value
 
     def output_line(self) -> list[float]:
         return [self.value_as_double(n) for n in self.outputs]
@@ -349,7 +357,7 @@ def formulations(domain, monkeypatch) -> dict:
 
 
 def run_domain(forms: dict, n_steps: int = N_STEPS):
-    """ngen's loop: for each time step, each catchment's get_response; then its output line and mass balance."""
+    """ngen's loop: for each time step, each catchment's get_response; then its mass balance and output line."""
     cats = list(forms)
     main = np.zeros((n_steps, len(cats)))
     precip = np.zeros((n_steps, len(cats)))
@@ -360,10 +368,10 @@ def run_domain(forms: dict, n_steps: int = N_STEPS):
             value, given = f.get_response(t, STEP_S)
             main[t, j] = value
             precip[t, j] = given["atmosphere_water__liquid_equivalent_precipitation_rate"]
+            worst = max(worst, abs(f.mass_balance()))
             line = f.output_line()
             assert line[f.outputs.index(f.main)] == value
             assert all(np.isfinite(line))
-            worst = max(worst, abs(f.mass_balance()))
     return main, precip, worst
 
 
@@ -447,13 +455,20 @@ def test_sample_catchments_replayed_call_for_call(sample_domain, sample_run):
     inputs = ["atmosphere_water__liquid_equivalent_precipitation_rate", "land_surface_air__temperature"]
     expected_head = ["get_current_time", "get_end_time", "get_current_time", "get_input_item_count", "get_input_var_names"]
     for _ in inputs:
-        expected_head += ["get_var_nbytes", "get_var_itemsize", "get_var_type", "get_var_units",
+        expected_head += ["get_var_itemsize", "get_var_units", "get_var_type", "get_var_nbytes",
                           "get_var_itemsize", "get_var_type", "get_var_nbytes", "get_var_itemsize", "set_value"]
     expected_head += ["get_time_step", "update"]
     assert per_step[: len(expected_head)] == expected_head
     assert per_step.count("get_value_at_indices") == 1 + len(f27.outputs)  # main output, then the output line
     assert per_step.count("get_value_ptr") == len(MASS)  # the mass-balance check
-    assert len(per_step) < 150  # ngen's ~100 Python calls per catchment-step
+    # call for call what a real ngen made (recorded from inside the model by bench/bench_ngen_inside.py), rotated to
+    # start where a catchment-step starts here
+    recorded = [ln for ln in (ROOT / "tests" / "data" / "ngen_calls_per_step.txt").read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")]
+    first = recorded.index("get_current_time")
+    named = f27.adapter.model.named[f27.step_marks[-2]:f27.step_marks[-1]]
+    assert named == recorded[first:] + recorded[:first]
+    assert len(per_step) == 158
     # runoff responds to the big storm of Dec 22 (day index 21): the next three days carry more flow than the
     # three days before it, for every catchment
     day = main.reshape(30, 24, -1).sum(axis=1)
@@ -595,3 +610,35 @@ def test_serialization_save_restore_resume_equals_the_unbroken_run(sample_domain
         assert resumed[c].output_line() == forms0[c].output_line()
         for name in MASS:
             assert resumed[c].adapter.GetValue(name)[0] == forms0[c].adapter.GetValue(name)[0]
+
+
+def test_the_bench_replays_and_records_ngens_calls(tmp_path, monkeypatch):
+    """bench/bmi_bench.py replays the recorded calls of a real ngen call for call, and bench/bench_ngen_inside.py's
+    TimedBmi (run inside ngen to record them) records exactly what was replayed, and writes its timings at finalize."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import bench_ngen_inside
+    import bmi_bench
+
+    monkeypatch.chdir(NGEN)
+    m = bench_ngen_inside.TimedBmi()
+    m.initialize("config/cat-27.yaml")
+    rep = bmi_bench.NgenReplay(m)
+    f = bmi_bench.hourly_forcing()
+    for i in range(bench_ngen_inside.CALL_LOG_AFTER + 2):
+        rep.step({bmi_bench.PRECIP: f["precip_rate"].iat[i], bmi_bench.TEMP: f["TMP_2maboveground"].iat[i]})
+    recorded = [ln for ln in (ROOT / "tests" / "data" / "ngen_calls_per_step.txt").read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")]
+    assert m._sequence == recorded  # after update 200, the next step's calls up to its update
+    assert rep.calls == len(recorded) * (bench_ngen_inside.CALL_LOG_AFTER + 2)
+    with pytest.raises(RuntimeError, match="DHYDRO_TIMING_DIR"):
+        monkeypatch.delenv("DHYDRO_TIMING_DIR", raising=False)
+        m.finalize()
+    m2 = bench_ngen_inside.TimedBmi()
+    m2.initialize("config/cat-27.yaml")
+    bmi_bench.NgenReplay(m2).step({bmi_bench.PRECIP: 0.0, bmi_bench.TEMP: 280.0})
+    monkeypatch.setenv("DHYDRO_TIMING_DIR", str(tmp_path))
+    m2.finalize()
+    rec = json.loads(next(tmp_path.glob("timing_*.json")).read_text())
+    assert rec["ids"] == ["cat-27"] and rec["calls"]["update"][0] == 1 and len(rec["update_s"]) == 1
+    for method in ("set_value", "get_var_type", "get_value_at_indices", "get_value_ptr"):
+        assert rec["calls"][method][0] == sum(ln.split()[0] == method for ln in recorded)
