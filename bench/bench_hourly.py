@@ -19,8 +19,8 @@ In the sub-daily runs each day's precipitation is spread evenly over its 24 hour
 held, so the network sees the same daily aggregates; their runoff is summed to days.  Reported: NSE of each against
 observed daily streamflow per basin, the differences, the largest relative mass-balance error of the sub-daily runs,
 and ngen's per-catchment call pattern (``bench/bmi_bench.py``'s replay, call for call, of the calls a real ngen made
-into one catchment per catchment-step, ``tests/data/ngen_calls_per_step.txt``; real hourly AORC forcing of cat-27) in µs per catchment-step for each stepping.  Writes
-``bench/results/hourly.{md,json}``.
+into one catchment per catchment-step, ``tests/data/ngen_calls_per_step.txt``; real hourly AORC forcing of cat-27)
+in µs per catchment-step for each stepping.  Writes ``bench/results/hourly.{md,json}``.
 """
 
 from __future__ import annotations

@@ -40,8 +40,6 @@ from bmi_dhydro.safe_io import atomic_write_text  # noqa: E402
 STEPPINGS = ("daily_release", "day_so_far")
 CATS = ("cat-27", "cat-52", "cat-67")
 FIRST_DAY = 24  # updates per catchment that pay the one-off costs (imports, lazy initialization)
-
-
 CALL_LOG_AFTER = 200  # the calls of one whole catchment-step are recorded: those after this update, to the next
 
 
@@ -50,6 +48,8 @@ class TimedBmi(BmiDeltaModel):
 
     def __init__(self):
         super().__init__()
+        self._timing = {}  # method -> [calls, seconds]
+        self._update_s = []  # the seconds of each update, in order
         self._sequence = []  # the calls of one catchment-step (after update CALL_LOG_AFTER, up to the next update)
 
 
@@ -61,17 +61,13 @@ def _timed(name, fn):
             return fn(self, *args, **kwargs)
         finally:
             dt = time.perf_counter() - t0
-            seq = self.__dict__.get("_sequence")
-            if seq is not None and CALL_LOG_AFTER < self.__dict__.get("_n_updates", 0) <= CALL_LOG_AFTER + 1:
-                seq.append(" ".join([name] + [a for a in args[:1] if isinstance(a, str)]))
+            if len(self._update_s) == CALL_LOG_AFTER + 1:  # (an update counts once it has returned)
+                self._sequence.append(" ".join([name] + [a for a in args[:1] if isinstance(a, str)]))
             if name == "update":
-                self.__dict__["_n_updates"] = self.__dict__.get("_n_updates", 0) + 1
-            stats = self.__dict__.setdefault("_timing", {})
-            c = stats.setdefault(name, [0, 0.0])
+                self._update_s.append(dt)
+            c = self._timing.setdefault(name, [0, 0.0])
             c[0] += 1
             c[1] += dt
-            if name == "update":
-                self.__dict__.setdefault("_update_s", []).append(dt)
     return wrapper
 
 
@@ -86,8 +82,8 @@ def _finalize(self):
     if not folder:
         raise RuntimeError("TimedBmi: DHYDRO_TIMING_DIR is not set: expected the folder to write the timings into")
     ids = list(getattr(self.units, "ids", [])) if getattr(self, "units", None) is not None else []
-    record = {"ids": [str(i) for i in ids], "calls": self.__dict__.get("_timing", {}), "sequence": self._sequence,
-              "update_s": self.__dict__.get("_update_s", [])}
+    record = {"ids": [str(i) for i in ids], "calls": self._timing, "sequence": self._sequence,
+              "update_s": self._update_s}
     atomic_write_text(Path(folder) / f"timing_{os.getpid()}_{id(self)}.json", json.dumps(record), "timing record")
 
 
@@ -137,14 +133,14 @@ def _replay_us(run_dir: Path, cls, steps: int = 720, warm: int = 48) -> tuple[fl
         m = cls()
         m.initialize("config/cat-27.yaml")
         rep = bmi_bench.NgenReplay(m)
+        timing = getattr(m, "_timing", None)  # TimedBmi's; None for the plain model
         inside0 = 0.0
         for i in range(steps):
             if i == warm:
                 t0 = time.perf_counter()
-                inside0 = sum(v[1] for v in m.__dict__.get("_timing", {}).values())
+                inside0 = sum(v[1] for v in (timing or {}).values())
             rep.step({bmi_bench.PRECIP: p[i % len(p)], bmi_bench.TEMP: t[i % len(t)]})
         wall = (time.perf_counter() - t0) / (steps - warm) * 1e6
-        timing = m.__dict__.get("_timing")
         inside = None if timing is None else (sum(v[1] for v in timing.values()) - inside0) / (steps - warm) * 1e6
         return wall, inside
     finally:

@@ -83,6 +83,12 @@ class CallLog:
         return call
 
 
+def recorded_ngen_calls() -> list[str]:
+    """The calls a real ngen made into one catchment for one catchment-step, as recorded (method and variable)."""
+    return [ln for ln in (ROOT / "tests" / "data" / "ngen_calls_per_step.txt").read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")]
+
+
 def analogous_cxx_type(py_type: str, itemsize: int) -> str:
     """Bmi_Py_Adapter::get_analogous_cxx_type (LP64 sizes); anything else throws in ngen."""
     table = {("int", 2): "short", ("int16", 2): "short", ("int", 4): "int", ("int32", 4): "int", ("int", 8): "long",
@@ -463,8 +469,7 @@ def test_sample_catchments_replayed_call_for_call(sample_domain, sample_run):
     assert per_step.count("get_value_ptr") == len(MASS)  # the mass-balance check
     # call for call what a real ngen made (recorded from inside the model by bench/bench_ngen_inside.py), rotated to
     # start where a catchment-step starts here
-    recorded = [ln for ln in (ROOT / "tests" / "data" / "ngen_calls_per_step.txt").read_text().splitlines()
-                if ln.strip() and not ln.startswith("#")]
+    recorded = recorded_ngen_calls()
     first = recorded.index("get_current_time")
     named = f27.adapter.model.named[f27.step_marks[-2]:f27.step_marks[-1]]
     assert named == recorded[first:] + recorded[:first]
@@ -626,12 +631,11 @@ def test_the_bench_replays_and_records_ngens_calls(tmp_path, monkeypatch):
     f = bmi_bench.hourly_forcing()
     for i in range(bench_ngen_inside.CALL_LOG_AFTER + 2):
         rep.step({bmi_bench.PRECIP: f["precip_rate"].iat[i], bmi_bench.TEMP: f["TMP_2maboveground"].iat[i]})
-    recorded = [ln for ln in (ROOT / "tests" / "data" / "ngen_calls_per_step.txt").read_text().splitlines()
-                if ln.strip() and not ln.startswith("#")]
+    recorded = recorded_ngen_calls()
     assert m._sequence == recorded  # after update 200, the next step's calls up to its update
     assert rep.calls == len(recorded) * (bench_ngen_inside.CALL_LOG_AFTER + 2)
+    monkeypatch.delenv("DHYDRO_TIMING_DIR", raising=False)
     with pytest.raises(RuntimeError, match="DHYDRO_TIMING_DIR"):
-        monkeypatch.delenv("DHYDRO_TIMING_DIR", raising=False)
         m.finalize()
     m2 = bench_ngen_inside.TimedBmi()
     m2.initialize("config/cat-27.yaml")
